@@ -1,0 +1,109 @@
+//! Headless Chromium driven through chromedriver, one chromedriver process per browser.
+
+use std::net::TcpListener;
+use std::process::Stdio;
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use tokio::process::{Child, Command};
+
+/// Path of chromedriver, overridable with `$CHROMEDRIVER`.
+fn chromedriver_path() -> String {
+    std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".to_owned())
+}
+
+/// Path of Chromium, overridable with `$CHROMIUM`.
+fn chromium_path() -> String {
+    std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned())
+}
+
+/// A headless Chromium session. Dropping it ends chromedriver and the browser it started.
+pub struct Browser {
+    pub client: Client,
+    driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    /// Starts chromedriver on a free port and opens a browser window of `width` by `height`.
+    pub async fn launch(width: u32, height: u32) -> Self {
+        let port = free_port();
+        let driver = Command::new(chromedriver_path())
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            // Its own process group, so dropping the browser can end Chromium too.
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("failed to start chromedriver; install chromium-driver");
+
+        let profile = tempfile::tempdir().expect("browser profile directory");
+        let capabilities = serde_json::json!({
+            "goog:chromeOptions": {
+                "binary": chromium_path(),
+                "args": [
+                    "--headless=new",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--no-first-run",
+                    "--disable-dev-shm-usage",
+                    format!("--user-data-dir={}", profile.path().display()),
+                    format!("--window-size={width},{height}"),
+                ],
+            }
+        });
+        let capabilities = match capabilities {
+            serde_json::Value::Object(map) => map,
+            _ => unreachable!("the literal above is an object"),
+        };
+
+        let url = format!("http://127.0.0.1:{port}");
+        let client = connect_with_retry(&url, capabilities).await;
+        Self {
+            client,
+            driver,
+            _profile: profile,
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if let Some(pid) = self.driver.id() {
+            // SAFETY: kill(2) with a negative pid signals the process group this struct created
+            // for chromedriver; it touches no memory.
+            unsafe {
+                libc::kill(-(pid as i32), libc::SIGKILL);
+            }
+        }
+    }
+}
+
+async fn connect_with_retry(
+    url: &str,
+    capabilities: serde_json::Map<String, serde_json::Value>,
+) -> Client {
+    let mut last_error = None;
+    for _ in 0..100 {
+        let mut builder = ClientBuilder::new(HttpConnector::new());
+        builder.capabilities(capabilities.clone());
+        match builder.connect(url).await {
+            Ok(client) => return client,
+            Err(e) => last_error = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("could not start a Chromium session through chromedriver: {last_error:?}");
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}

@@ -1,0 +1,107 @@
+//! The real `dropthat` binary, built once per test process and run on a free loopback port.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Builds the relay binary with the cargo that runs these tests and returns its path.
+pub fn binary() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(build_binary).clone()
+}
+
+fn build_binary() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let output = std::process::Command::new(cargo)
+        .current_dir(super::workspace_root())
+        .args(["build", "-p", "dropthat-server", "--bin", "dropthat"])
+        .args(["--message-format", "json-render-diagnostics"])
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("failed to run cargo build for the relay");
+    assert!(output.status.success(), "cargo build of the relay failed");
+
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .rev()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find_map(|message| message.get("executable")?.as_str().map(PathBuf::from))
+        .expect("cargo build reported no executable for the relay")
+}
+
+/// Returns the built web page directory: `$DROPTHAT_TEST_WWW`, or `dist/` in the workspace.
+pub fn www_dir() -> PathBuf {
+    let dir = std::env::var_os("DROPTHAT_TEST_WWW")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| super::workspace_root().join("dist"));
+    assert!(
+        dir.join("index.html").is_file(),
+        "no built page in {}: run `trunk build` first (scripts/test does)",
+        dir.display()
+    );
+    dir
+}
+
+/// A running relay process, killed when dropped.
+pub struct Relay {
+    child: Child,
+    /// The address the relay bound.
+    pub addr: SocketAddr,
+}
+
+impl Relay {
+    /// Starts the relay on `127.0.0.1:0` serving the built page, with extra `args`.
+    pub async fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(binary())
+            .args(["--listen", "127.0.0.1:0", "--www"])
+            .arg(www_dir())
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("failed to start the relay binary");
+
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let mut lines = BufReader::new(stderr).lines();
+        let addr = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.expect("reading relay logs") {
+                if let Some(addr) = listening_address(&line) {
+                    return addr;
+                }
+            }
+            panic!("the relay exited before it was listening");
+        })
+        .await
+        .expect("the relay did not report its address within 30 s");
+
+        // Keep draining the log so the relay never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self { child, addr }
+    }
+
+    /// Returns `http://<addr><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Returns the relay's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+}
+
+/// Parses the address from the relay's "listening" log line.
+fn listening_address(line: &str) -> Option<SocketAddr> {
+    if !line.contains("listening") {
+        return None;
+    }
+    let start = line.find("address=")? + "address=".len();
+    line[start..].split_whitespace().next()?.parse().ok()
+}
