@@ -14,6 +14,9 @@ use crate::crypto::kdf::KeyCache;
 use crate::crypto::room::RoomKey;
 use crate::crypto::{blob, prehash as login};
 
+#[cfg(feature = "test-exports")]
+mod testing;
+
 thread_local! {
     /// Derived keys of this page, shared by text envelopes and blobs. WebAssembly here runs
     /// on one thread, so a thread-local is the page's single cache.

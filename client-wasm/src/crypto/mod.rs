@@ -9,7 +9,7 @@
 //! - `ccm`: AES-CCM with runtime nonce and tag sizes, and SJCL's nonce rule.
 
 pub mod blob;
-mod ccm;
+pub(crate) mod ccm;
 pub mod envelope;
 pub mod kdf;
 pub mod prehash;
