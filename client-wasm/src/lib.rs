@@ -14,3 +14,8 @@ pub mod api;
 mod app;
 pub mod crypto;
 pub mod message;
+
+// The unit tests also run as WebAssembly in headless Chromium; each test module imports
+// `wasm_bindgen_test` as `test` on wasm32.
+#[cfg(all(test, target_arch = "wasm32"))]
+wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);

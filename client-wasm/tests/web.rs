@@ -39,3 +39,25 @@ fn errors_are_thrown_as_error_objects() {
     let message = String::from(js_sys::Error::from(error).message());
     assert!(message.contains("expected 22"), "{message}");
 }
+
+#[wasm_bindgen_test]
+fn blob_round_trips_in_browser() {
+    let room = api::new_room().unwrap();
+    let content: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
+    let blob = api::encrypt_bytes(&room, &content).unwrap();
+    assert_eq!(blob.len(), 25 + content.len() + 16);
+    assert_eq!(api::decrypt_bytes(&room, &blob).unwrap(), content);
+
+    let error = JsValue::from(api::decrypt_bytes("#other", &blob).unwrap_err());
+    let message = String::from(js_sys::Error::from(error).message());
+    assert!(message.contains("cannot decrypt"), "{message}");
+}
+
+#[wasm_bindgen_test]
+fn prehash_in_browser_matches_sjcl() {
+    // The value sjcl 1.0.9's primitives give for these inputs by the original page's rule.
+    assert_eq!(
+        api::prehash("dropth.at", "cda", "password"),
+        "e1l178y/9X+h4fTPtSmLSTN4QZAMnpeBk/N2R+2/YBY="
+    );
+}

@@ -177,6 +177,8 @@ fn check_iterations(iterations: u32) -> Result<(), BlobError> {
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
 

@@ -247,6 +247,13 @@ impl<'a, C: Cipher> Absorber<'a, C> {
     }
 
     fn absorb(&mut self, mut data: &[u8]) {
+        // Whole blocks while the buffer is empty: the common case for the payload.
+        while self.filled == 0 && data.len() >= 16 {
+            let (block, rest) = data.split_at(16);
+            xor_block(self.mac, block);
+            self.cipher.encrypt_block(self.mac);
+            data = rest;
+        }
         while !data.is_empty() {
             let take = (16 - self.filled).min(data.len());
             for (m, d) in self.mac[self.filled..self.filled + take]
@@ -297,8 +304,12 @@ fn apply_key_stream<C: Cipher>(cipher: &C, nonce: &[u8], buf: &mut [u8]) -> Bloc
         }
         cipher.encrypt_blocks(&mut batch[..blocks]);
         for (bytes, key_stream) in chunk.chunks_mut(16).zip(&batch) {
-            for (b, k) in bytes.iter_mut().zip(key_stream.iter()) {
-                *b ^= k;
+            if bytes.len() == 16 {
+                xor_in_place(bytes, key_stream);
+            } else {
+                for (b, k) in bytes.iter_mut().zip(key_stream.iter()) {
+                    *b ^= k;
+                }
             }
         }
     }
@@ -306,6 +317,22 @@ fn apply_key_stream<C: Cipher>(cipher: &C, nonce: &[u8], buf: &mut [u8]) -> Bloc
         block.as_mut_slice().zeroize();
     }
     first
+}
+
+/// XORs a 16-byte slice into a block, as one 128-bit operation rather than 16 byte steps.
+fn xor_block(block: &mut Block, bytes: &[u8]) {
+    let mut word = [0u8; 16];
+    word.copy_from_slice(bytes);
+    let xored = u128::from_ne_bytes(word) ^ u128::from_ne_bytes(block.0);
+    block.0 = xored.to_ne_bytes();
+}
+
+/// XORs a key stream block into a 16-byte slice.
+fn xor_in_place(bytes: &mut [u8], key_stream: &Block) {
+    let mut word = [0u8; 16];
+    word.copy_from_slice(bytes);
+    let xored = u128::from_ne_bytes(word) ^ u128::from_ne_bytes(key_stream.0);
+    bytes.copy_from_slice(&xored.to_ne_bytes());
 }
 
 /// The block ciphers CCM runs on here: AES with any key size.

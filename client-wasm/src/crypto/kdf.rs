@@ -167,6 +167,8 @@ fn digest(bytes: &[u8]) -> Zeroizing<[u8; 32]> {
 mod tests {
     use super::*;
     use crate::crypto::test_support::hex;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn derive_hex(password: &[u8], salt: &[u8], iterations: u32, len: usize) -> Vec<u8> {
         let mut out = vec![0u8; len];

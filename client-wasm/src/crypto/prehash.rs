@@ -198,6 +198,8 @@ fn decode_exact(text: &str, out: &mut [u8]) -> Result<(), ()> {
 mod tests {
     use super::*;
     use crate::crypto::kdf::pbkdf2_sha256;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[test]
     fn prehash_salt_is_base64_prefix() {
@@ -209,6 +211,16 @@ mod tests {
             STANDARD.encode(expected.prefix(32))
         );
         assert_eq!(prehash("ab", "c", "secret"), prehash("a", "bc", "secret"));
+    }
+
+    #[test]
+    fn prehash_matches_sjcl_known_answer() {
+        // Computed with sjcl 1.0.9's hash.sha256, codec.base64 and misc.pbkdf2 by the original
+        // page's preHash rule; tests/node checks random inputs against SJCL at test time.
+        assert_eq!(
+            prehash("dropth.at", "cda", "password"),
+            "e1l178y/9X+h4fTPtSmLSTN4QZAMnpeBk/N2R+2/YBY="
+        );
     }
 
     #[test]

@@ -119,6 +119,8 @@ pub fn channel_id(fragment: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[test]
     fn generated_fragment_round_trips() {

@@ -3,6 +3,8 @@ use ::ccm::aead::array::ArraySize;
 use ::ccm::consts::{U4, U7, U8, U10, U12, U13, U16};
 use ::ccm::{Ccm, KeyInit as _, NonceSize, TagSize};
 use proptest::prelude::*;
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use super::*;
 use crate::crypto::test_support::hex;

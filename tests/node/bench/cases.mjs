@@ -1,0 +1,99 @@
+// The benchmark cases, shared by the node and headless Chromium runners: PBKDF2-SHA256 and
+// AES-CCM in our WebAssembly, in SJCL, and (for PBKDF2) in WebCrypto, plus the cost of the
+// limits a hostile sender can reach.
+
+const KIB = 1024;
+const MIB = 1024 * KIB;
+
+/** Times `action` (sync or async): one warm-up, then runs until `budgetMs` or `maxRuns`. */
+async function measure(action, { budgetMs = 1500, minRuns = 5, maxRuns = 30 } = {}) {
+  await action();
+  const times = [];
+  const start = performance.now();
+  while (times.length < minRuns || (times.length < maxRuns && performance.now() - start < budgetMs)) {
+    const before = performance.now();
+    await action();
+    times.push(performance.now() - before);
+  }
+  times.sort((a, b) => a - b);
+  return { median: times[times.length >> 1], min: times[0], runs: times.length };
+}
+
+const toHex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+
+/** Yields to the event loop, so a page stays responsive to the driver between cases. */
+const breathe = () => new Promise((resolve) => setTimeout(resolve, 0));
+
+/**
+ * Runs every case and returns rows of { case, impl, median, min, runs } in milliseconds.
+ * `ours` is the wasm-bindgen module built with test exports, `sjcl` the sjcl package and
+ * `subtle` a WebCrypto SubtleCrypto.
+ */
+export async function runBenchmarks({ ours, sjcl, subtle, progress = () => {} }) {
+  const rows = [];
+  const record = async (name, impl, action, options) => {
+    await breathe();
+    const result = await measure(action, options);
+    rows.push({ case: name, impl, ...result });
+    progress(`${name} / ${impl}: ${result.median.toFixed(2)} ms`);
+  };
+
+  const password = '#AAAAAAAAAAAAAAAAAAAAAA';
+  const passwordBytes = new TextEncoder().encode(password);
+  const salt = new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]);
+  const saltBits = sjcl.codec.hex.toBits('0102030405060708');
+  const baseKey = await subtle.importKey('raw', passwordBytes, 'PBKDF2', false, ['deriveBits']);
+
+  for (const iterations of [10_000, 25_000, 100_000]) {
+    const name = `PBKDF2-SHA256, ${iterations.toLocaleString('en')} iterations`;
+    await record(name, 'ours (wasm)', () => ours.testPbkdf2Sha256(passwordBytes, salt, iterations, 32));
+    await record(name, 'WebCrypto', () =>
+      subtle.deriveBits({ name: 'PBKDF2', hash: 'SHA-256', salt, iterations }, baseKey, 256));
+    if (iterations <= 25_000) {
+      await record(name, 'SJCL', () => sjcl.misc.pbkdf2(password, saltBits, iterations));
+    }
+  }
+
+  const key = new Uint8Array(16).fill(7);
+  const iv = new Uint8Array(16).fill(9);
+  const noAdata = new Uint8Array();
+  const prp = new sjcl.cipher.aes(sjcl.codec.hex.toBits('07'.repeat(16)));
+  const ivBits = sjcl.codec.hex.toBits('09'.repeat(16));
+  for (const size of [KIB, 64 * KIB, MIB]) {
+    const label = size >= MIB ? `${size / MIB} MiB` : `${size / KIB} KiB`;
+    const plaintext = new Uint8Array(size).map((_, i) => i * 31);
+    const sealed = ours.testCcmEncrypt(key, iv, noAdata, plaintext, 64);
+    const plainBits = sjcl.codec.hex.toBits(toHex(plaintext));
+    const sealedBits = sjcl.mode.ccm.encrypt(prp, plainBits, ivBits, [], 64);
+    const budget = { budgetMs: size >= MIB ? 3000 : 1000 };
+
+    await record(`AES-CCM encrypt, ${label}`, 'ours (wasm)',
+      () => ours.testCcmEncrypt(key, iv, noAdata, plaintext, 64), budget);
+    await record(`AES-CCM encrypt, ${label}`, 'SJCL',
+      () => sjcl.mode.ccm.encrypt(prp, plainBits, ivBits, [], 64), budget);
+    await record(`AES-CCM decrypt, ${label}`, 'ours (wasm)',
+      () => ours.testCcmDecrypt(key, iv, noAdata, sealed, 64), budget);
+    await record(`AES-CCM decrypt, ${label}`, 'SJCL',
+      () => sjcl.mode.ccm.decrypt(prp, sealedBits, ivBits, [], 64), budget);
+  }
+
+  // The limits: the largest text envelope and blob a sender may make, with the key cached.
+  const largestText = 'x'.repeat(1_572_000);
+  const envelope = ours.encrypt(password, largestText);
+  await record(`decrypt envelope of ${(envelope.length / MIB).toFixed(2)} MiB, key cached`, 'ours (wasm)',
+    () => ours.decrypt(password, envelope), { budgetMs: 3000 });
+  const blob = ours.encryptBytes(password, new Uint8Array(8 * MIB));
+  await record('decryptBytes of an 8 MiB blob, key cached', 'ours (wasm)',
+    () => ours.decryptBytes(password, blob), { budgetMs: 4000 });
+
+  return rows;
+}
+
+/** Formats rows as a Markdown table, with each case's time relative to the reference. */
+export function toMarkdown(rows) {
+  const lines = ['| case | implementation | median ms | min ms | runs |', '|---|---|---:|---:|---:|'];
+  for (const row of rows) {
+    lines.push(`| ${row.case} | ${row.impl} | ${row.median.toFixed(2)} | ${row.min.toFixed(2)} | ${row.runs} |`);
+  }
+  return lines.join('\n');
+}
