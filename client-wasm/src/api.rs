@@ -1,18 +1,25 @@
 //! The JavaScript interface of the cryptography, exported with wasm-bindgen.
 //!
-//! Errors reach JavaScript as thrown `Error` objects whose message is the Rust error's text.
-//! Every function is synchronous. The first envelope for a (password, salt, iterations) costs
-//! one PBKDF2 derivation (about MEASURE_ME ms at SJCL's default of 10,000 iterations in
-//! Chromium); later ones reuse the page's cache of derived keys and cost one AES-CCM.
+//! Errors reach JavaScript as thrown `Error` objects (rejected promises for the asynchronous
+//! functions) whose message is the Rust error's text.
+//!
+//! The first envelope for a (password, salt, iterations) costs one PBKDF2 derivation; later
+//! ones reuse the page's cache of derived keys and cost one AES-CCM. The synchronous functions
+//! derive and encrypt in WebAssembly, on the calling thread. Their `...Async` twins give the
+//! same results but derive keys, and encrypt blobs, through WebCrypto where the page has it
+//! (see `webcrypto`): several times faster, and off the main thread, so a sender's costly
+//! parameters cannot freeze the page. Without WebCrypto they fall back to the Rust code.
 
 use std::cell::RefCell;
 
 use wasm_bindgen::prelude::*;
 
+use crate::crypto::blob::{self, BlobError};
 use crate::crypto::envelope::{self, EnvelopeError, Params};
-use crate::crypto::kdf::KeyCache;
+use crate::crypto::kdf::{self, DEFAULT_ITERATIONS, DerivedKey, KeyCache};
+use crate::crypto::prehash as login;
 use crate::crypto::room::RoomKey;
-use crate::crypto::{blob, prehash as login};
+use crate::webcrypto::{self, CcmFailure, CcmKey};
 
 #[cfg(feature = "test-exports")]
 mod testing;
@@ -84,4 +91,106 @@ pub fn encrypt_text(password: &str, plaintext: &str) -> Result<String, EnvelopeE
 /// Decrypts with the page's key cache; the Rust-side entry point of [`decrypt`].
 pub fn decrypt_text(password: &str, envelope: &str) -> Result<String, EnvelopeError> {
     KEYS.with_borrow_mut(|keys| envelope::decrypt_text(password, envelope, keys))
+}
+
+/// Encrypts text like [`encrypt`], deriving the page's key through WebCrypto when it is not
+/// cached yet. Returns a `Promise` of the envelope.
+#[wasm_bindgen(js_name = encryptAsync)]
+pub async fn encrypt_async(password: String, plaintext: String) -> Result<String, JsError> {
+    let salt = KEYS
+        .with_borrow_mut(|keys| keys.send_salt(&password, DEFAULT_ITERATIONS))
+        .map_err(EnvelopeError::Random)?;
+    derived_key(&password, &salt, DEFAULT_ITERATIONS).await?;
+    Ok(encrypt_text(&password, &plaintext)?)
+}
+
+/// Decrypts like [`decrypt`], deriving a key that is not cached yet through WebCrypto.
+/// Returns a `Promise` of the text.
+#[wasm_bindgen(js_name = decryptAsync)]
+pub async fn decrypt_async(password: String, envelope: String) -> Result<String, JsError> {
+    let parsed = envelope::parse(&envelope)?;
+    let derived = derived_key(&password, &parsed.salt, parsed.iterations).await?;
+    let bytes = parsed.open(&derived)?;
+    Ok(String::from_utf8(bytes).map_err(|_| EnvelopeError::NotUtf8)?)
+}
+
+/// Encrypts bytes like [`encrypt_bytes`], with WebCrypto's AES doing the CCM work. Returns a
+/// `Promise` of the blob.
+#[wasm_bindgen(js_name = encryptBytesAsync)]
+pub async fn encrypt_bytes_async(password: String, plaintext: Vec<u8>) -> Result<Vec<u8>, JsError> {
+    blob::check_plaintext_len(plaintext.len())?;
+    let salt = KEYS
+        .with_borrow_mut(|keys| keys.send_salt(&password, DEFAULT_ITERATIONS))
+        .map_err(BlobError::Random)?;
+    let nonce = crate::crypto::random_bytes().map_err(BlobError::Random)?;
+    let derived = derived_key(&password, &salt, DEFAULT_ITERATIONS).await?;
+
+    let Some(subtle) = webcrypto::subtle() else {
+        let sealed = KEYS.with_borrow_mut(|keys| {
+            blob::encrypt_with(&password, &plaintext, DEFAULT_ITERATIONS, salt, nonce, keys)
+        });
+        return Ok(sealed?);
+    };
+    let key = CcmKey::import(&subtle, blob::blob_key(&derived).as_slice()).await?;
+    let header = blob::header(DEFAULT_ITERATIONS, &salt, &nonce);
+    let mut sealed = Vec::with_capacity(blob::HEADER_LEN + plaintext.len() + blob::TAG_LEN);
+    sealed.extend_from_slice(&header);
+    webcrypto::seal(
+        &subtle,
+        &key,
+        &nonce,
+        &header,
+        blob::TAG_LEN,
+        &plaintext,
+        &mut sealed,
+    )
+    .await
+    .map_err(blob_failure)?;
+    Ok(sealed)
+}
+
+/// Decrypts a blob like [`decrypt_bytes`], with WebCrypto's AES doing the CCM work. Returns a
+/// `Promise` of the bytes.
+#[wasm_bindgen(js_name = decryptBytesAsync)]
+pub async fn decrypt_bytes_async(password: String, sealed: Vec<u8>) -> Result<Vec<u8>, JsError> {
+    let parts = blob::parse(&sealed)?;
+    let derived = derived_key(&password, parts.salt, parts.iterations).await?;
+
+    let Some(subtle) = webcrypto::subtle() else {
+        return Ok(KEYS.with_borrow_mut(|keys| blob::decrypt(&password, &sealed, keys))?);
+    };
+    let key = CcmKey::import(&subtle, blob::blob_key(&derived).as_slice()).await?;
+    webcrypto::open(
+        &subtle,
+        &key,
+        parts.nonce,
+        parts.header,
+        parts.ciphertext,
+        parts.tag,
+    )
+    .await
+    .map_err(blob_failure)
+}
+
+/// Returns the cached key for these inputs, or derives it through WebCrypto (the Rust PBKDF2
+/// without WebCrypto) and caches it.
+async fn derived_key(password: &str, salt: &[u8], iterations: u32) -> Result<DerivedKey, JsError> {
+    if let Some(key) = KEYS.with_borrow_mut(|keys| keys.get(password, salt, iterations)) {
+        return Ok(key);
+    }
+    let key = match webcrypto::subtle() {
+        Some(subtle) => {
+            webcrypto::pbkdf2_sha256(&subtle, password.as_bytes(), salt, iterations).await?
+        }
+        None => kdf::pbkdf2_sha256(password.as_bytes(), salt, iterations),
+    };
+    KEYS.with_borrow_mut(|keys| keys.insert(password, salt, iterations, key.clone()));
+    Ok(key)
+}
+
+fn blob_failure(failure: CcmFailure) -> JsError {
+    match failure {
+        CcmFailure::Ccm(_) => BlobError::CannotDecrypt.into(),
+        CcmFailure::WebCrypto(error) => error.into(),
+    }
 }

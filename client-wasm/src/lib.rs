@@ -7,6 +7,8 @@
 //! - `app` (wasm32 only): the chat page itself, which starts when the module loads in a page
 //!   that has the chat's markup.
 //! - [`message`]: the chat message inside an envelope.
+//! - `webcrypto` (wasm32 only): PBKDF2 and blob AES-CCM through the browser's WebCrypto, for
+//!   the asynchronous functions of `api`.
 
 #[cfg(target_arch = "wasm32")]
 pub mod api;
@@ -14,6 +16,8 @@ pub mod api;
 mod app;
 pub mod crypto;
 pub mod message;
+#[cfg(target_arch = "wasm32")]
+pub mod webcrypto;
 
 // The unit tests also run as WebAssembly in headless Chromium; each test module imports
 // `wasm_bindgen_test` as `test` on wasm32.

@@ -61,3 +61,39 @@ fn prehash_in_browser_matches_sjcl() {
         "e1l178y/9X+h4fTPtSmLSTN4QZAMnpeBk/N2R+2/YBY="
     );
 }
+
+#[wasm_bindgen_test]
+async fn async_functions_use_webcrypto_in_browser() {
+    // The test page is served from 127.0.0.1, a secure context, so WebCrypto is there.
+    assert!(dropthat_client::webcrypto::subtle().is_some());
+
+    let room = api::new_room().unwrap();
+    let envelope = api::encrypt_async(room.clone(), "grüße 🎉".into())
+        .await
+        .unwrap();
+    assert_eq!(api::decrypt(&room, &envelope).unwrap(), "grüße 🎉");
+    let other = api::encrypt(&room, "sync").unwrap();
+    assert_eq!(
+        api::decrypt_async(room.clone(), other).await.unwrap(),
+        "sync"
+    );
+
+    let content: Vec<u8> = (0..70_000u32).map(|i| (i % 241) as u8).collect();
+    let blob = api::encrypt_bytes_async(room.clone(), content.clone())
+        .await
+        .unwrap();
+    assert_eq!(api::decrypt_bytes(&room, &blob).unwrap(), content);
+    let blob = api::encrypt_bytes(&room, &content).unwrap();
+    assert_eq!(
+        api::decrypt_bytes_async(room.clone(), blob.clone())
+            .await
+            .unwrap(),
+        content
+    );
+
+    let mut tampered = blob;
+    tampered[100] ^= 1;
+    let error = JsValue::from(api::decrypt_bytes_async(room, tampered).await.unwrap_err());
+    let message = String::from(js_sys::Error::from(error).message());
+    assert!(message.contains("cannot decrypt"), "{message}");
+}

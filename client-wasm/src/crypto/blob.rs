@@ -97,20 +97,14 @@ pub(crate) fn encrypt_with(
     cache: &mut KeyCache,
 ) -> Result<Vec<u8>, BlobError> {
     check_iterations(iterations)?;
-    if plaintext.len() > MAX_PLAINTEXT_LEN {
-        return Err(BlobError::TooLarge {
-            bytes: plaintext.len(),
-        });
-    }
+    check_plaintext_len(plaintext.len())?;
 
     let mut blob = Vec::with_capacity(HEADER_LEN + plaintext.len() + TAG_LEN);
-    blob.push(VERSION);
-    blob.extend_from_slice(&iterations.to_be_bytes());
-    blob.extend_from_slice(&salt);
-    blob.extend_from_slice(&nonce);
+    blob.extend_from_slice(&header(iterations, &salt, &nonce));
     blob.extend_from_slice(plaintext);
 
-    let aes = blob_key(&cache.derive(password, &salt, iterations))?;
+    let aes = AesKey::new(blob_key(&cache.derive(password, &salt, iterations)).as_slice())
+        .map_err(|_| BlobError::CannotDecrypt)?;
     let (header, body) = blob.split_at_mut(HEADER_LEN);
     // The nonce and tag sizes are constants that CCM allows, and the length check above keeps
     // the payload within the 3-byte length field, so sealing cannot fail.
@@ -121,8 +115,43 @@ pub(crate) fn encrypt_with(
     Ok(blob)
 }
 
+/// Returns the header of a blob with these parameters.
+pub(crate) fn header(
+    iterations: u32,
+    salt: &[u8; SALT_LEN],
+    nonce: &[u8; NONCE_LEN],
+) -> [u8; HEADER_LEN] {
+    let mut header = [0u8; HEADER_LEN];
+    header[0] = VERSION;
+    header[1..5].copy_from_slice(&iterations.to_be_bytes());
+    header[5..5 + SALT_LEN].copy_from_slice(salt);
+    header[5 + SALT_LEN..].copy_from_slice(nonce);
+    header
+}
+
 /// Decrypts a blob with `password` and returns its plaintext.
 pub fn decrypt(password: &str, blob: &[u8], cache: &mut KeyCache) -> Result<Vec<u8>, BlobError> {
+    let parts = parse(blob)?;
+    let key = blob_key(&cache.derive(password, parts.salt, parts.iterations));
+    let aes = AesKey::new(key.as_slice()).map_err(|_| BlobError::CannotDecrypt)?;
+    let mut plaintext = parts.ciphertext.to_vec();
+    aes.open_in_place(parts.nonce, parts.header, parts.tag, &mut plaintext)
+        .map_err(|_| BlobError::CannotDecrypt)?;
+    Ok(plaintext)
+}
+
+/// A blob's fields, after the checks that come before any work.
+pub(crate) struct BlobParts<'a> {
+    pub(crate) header: &'a [u8],
+    pub(crate) iterations: u32,
+    pub(crate) salt: &'a [u8],
+    pub(crate) nonce: &'a [u8],
+    pub(crate) ciphertext: &'a [u8],
+    pub(crate) tag: &'a [u8],
+}
+
+/// Splits a blob into its fields and checks its length, version and limits.
+pub(crate) fn parse(blob: &[u8]) -> Result<BlobParts<'_>, BlobError> {
     let minimum = HEADER_LEN + TAG_LEN;
     if blob.len() < minimum {
         return Err(BlobError::TooShort {
@@ -143,28 +172,37 @@ pub fn decrypt(password: &str, blob: &[u8], cache: &mut KeyCache) -> Result<Vec<
             bytes: ciphertext.len(),
         });
     }
-    let salt = &header[5..5 + SALT_LEN];
-    let nonce = &header[5 + SALT_LEN..];
-
-    let aes = blob_key(&cache.derive(password, salt, iterations))?;
-    let mut plaintext = ciphertext.to_vec();
-    aes.open_in_place(nonce, header, tag, &mut plaintext)
-        .map_err(|_| BlobError::CannotDecrypt)?;
-    Ok(plaintext)
+    Ok(BlobParts {
+        header,
+        iterations,
+        salt: &header[5..5 + SALT_LEN],
+        nonce: &header[5 + SALT_LEN..],
+        ciphertext,
+        tag,
+    })
 }
 
 /// Derives the blob's AES-256 key from the PBKDF2 output.
-fn blob_key(derived: &DerivedKey) -> Result<AesKey, BlobError> {
-    // HMAC takes keys of any length, so keying cannot fail.
+pub(crate) fn blob_key(derived: &DerivedKey) -> Zeroizing<[u8; 32]> {
+    // Expanding a 32-byte HMAC key with a fixed message: nothing here can fail, and
+    // `new_from_slice` only fails for key lengths HMAC does not accept, which is none.
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(derived.prefix(32))
-        .map_err(|_| BlobError::CannotDecrypt)?;
+        .expect("HMAC accepts keys of any length");
     mac.update(KEY_LABEL);
     let mut key = Zeroizing::new([0u8; 32]);
     key.copy_from_slice(&mac.finalize().into_bytes());
-    AesKey::new(key.as_slice()).map_err(|_| BlobError::CannotDecrypt)
+    key
 }
 
-fn check_iterations(iterations: u32) -> Result<(), BlobError> {
+/// Checks the size limit of a plaintext to encrypt.
+pub(crate) fn check_plaintext_len(len: usize) -> Result<(), BlobError> {
+    if len > MAX_PLAINTEXT_LEN {
+        return Err(BlobError::TooLarge { bytes: len });
+    }
+    Ok(())
+}
+
+pub(crate) fn check_iterations(iterations: u32) -> Result<(), BlobError> {
     if iterations < MIN_ITERATIONS {
         return Err(BlobError::TooFewIterations { iterations });
     }

@@ -164,7 +164,11 @@ fn open<C: Cipher>(
 
 /// Checks the sizes SP 800-38C allows: a nonce of 7 to 13 bytes, an even tag of 4 to 16 bytes,
 /// and a payload whose length fits the length field of `15 - nonce_len` bytes.
-fn check_sizes(nonce: &[u8], tag_len: usize, payload_len: usize) -> Result<(), CcmError> {
+pub(crate) fn check_sizes(
+    nonce: &[u8],
+    tag_len: usize,
+    payload_len: usize,
+) -> Result<(), CcmError> {
     if !(7..=13).contains(&nonce.len())
         || !(4..=16).contains(&tag_len)
         || !tag_len.is_multiple_of(2)
@@ -186,38 +190,11 @@ fn cbc_mac<C: Cipher>(
     tag_len: usize,
     payload: &[u8],
 ) -> Block {
-    let length_field = 15 - nonce.len();
-    let mut mac = Block::default();
-
-    // B0: flags, nonce, payload length in the last `length_field` bytes.
-    let adata_flag = if adata.is_empty() { 0 } else { 0x40 };
-    mac[0] = adata_flag | (((tag_len - 2) / 2) as u8) << 3 | (length_field - 1) as u8;
-    mac[1..1 + nonce.len()].copy_from_slice(nonce);
-    let length = (payload.len() as u64).to_be_bytes();
-    let used = length_field.min(8);
-    mac[16 - used..].copy_from_slice(&length[8 - used..]);
+    let mut mac = Block::from(first_block(nonce, adata.len(), tag_len, payload.len()));
     cipher.encrypt_block(&mut mac);
 
     if !adata.is_empty() {
-        // The adata's length prefix: 2 bytes below 0xFF00, else 0xFFFE and 4 bytes, else 0xFFFF
-        // and 8 bytes (SP 800-38C, A.2.2).
-        let mut prefix = [0u8; 10];
-        let prefix_len = match adata.len() {
-            len if len < 0xFF00 => {
-                prefix[..2].copy_from_slice(&(len as u16).to_be_bytes());
-                2
-            }
-            len if (len as u64) < 1 << 32 => {
-                prefix[..2].copy_from_slice(&[0xFF, 0xFE]);
-                prefix[2..6].copy_from_slice(&(len as u32).to_be_bytes());
-                6
-            }
-            len => {
-                prefix[..2].copy_from_slice(&[0xFF, 0xFF]);
-                prefix[2..].copy_from_slice(&(len as u64).to_be_bytes());
-                10
-            }
-        };
+        let (prefix, prefix_len) = adata_length_prefix(adata.len());
         let mut absorber = Absorber::new(cipher, &mut mac);
         absorber.absorb(&prefix[..prefix_len]);
         absorber.absorb(adata);
@@ -228,6 +205,56 @@ fn cbc_mac<C: Cipher>(
     absorber.absorb(payload);
     absorber.finish();
     mac
+}
+
+/// Returns B0, the first block of the CBC-MAC: flags, nonce, and the payload length in the
+/// last `15 - nonce.len()` bytes. The sizes must have passed [`check_sizes`].
+pub(crate) fn first_block(
+    nonce: &[u8],
+    adata_len: usize,
+    tag_len: usize,
+    payload_len: usize,
+) -> [u8; 16] {
+    let length_field = 15 - nonce.len();
+    let mut block = [0u8; 16];
+    let adata_flag = if adata_len == 0 { 0 } else { 0x40 };
+    block[0] = adata_flag | (((tag_len - 2) / 2) as u8) << 3 | (length_field - 1) as u8;
+    block[1..1 + nonce.len()].copy_from_slice(nonce);
+    let length = (payload_len as u64).to_be_bytes();
+    let used = length_field.min(8);
+    block[16 - used..].copy_from_slice(&length[8 - used..]);
+    block
+}
+
+/// Returns the length prefix of non-empty adata and its length: 2 bytes below 0xFF00, else
+/// 0xFFFE and 4 bytes, else 0xFFFF and 8 bytes (SP 800-38C, A.2.2).
+pub(crate) fn adata_length_prefix(len: usize) -> ([u8; 10], usize) {
+    let mut prefix = [0u8; 10];
+    let prefix_len = if len < 0xFF00 {
+        prefix[..2].copy_from_slice(&(len as u16).to_be_bytes());
+        2
+    } else if (len as u64) < 1 << 32 {
+        prefix[..2].copy_from_slice(&[0xFF, 0xFE]);
+        prefix[2..6].copy_from_slice(&(len as u32).to_be_bytes());
+        6
+    } else {
+        prefix[..2].copy_from_slice(&[0xFF, 0xFF]);
+        prefix[2..].copy_from_slice(&(len as u64).to_be_bytes());
+        10
+    };
+    (prefix, prefix_len)
+}
+
+/// Returns counter block `counter` for this nonce: flags `L - 1`, the nonce, and the counter
+/// in the last `L = 15 - nonce.len()` bytes.
+pub(crate) fn counter_block(nonce: &[u8], counter: u64) -> [u8; 16] {
+    let length_field = 15 - nonce.len();
+    let mut block = [0u8; 16];
+    block[0] = (length_field - 1) as u8;
+    block[1..1 + nonce.len()].copy_from_slice(nonce);
+    let used = length_field.min(8);
+    block[16 - used..].copy_from_slice(&counter.to_be_bytes()[8 - used..]);
+    block
 }
 
 /// Feeds bytes into a CBC-MAC, zero-padding the last partial block on `finish`.
@@ -281,25 +308,17 @@ impl<'a, C: Cipher> Absorber<'a, C> {
 /// XORs `buf` with the CTR key stream from counter 1 on, and returns the key stream block of
 /// counter 0, which encrypts the tag.
 fn apply_key_stream<C: Cipher>(cipher: &C, nonce: &[u8], buf: &mut [u8]) -> Block {
-    let length_field = 15 - nonce.len();
-    let mut counter_block = Block::default();
-    counter_block[0] = (length_field - 1) as u8;
-    counter_block[1..1 + nonce.len()].copy_from_slice(nonce);
-
-    let mut first = counter_block;
+    let mut first = Block::from(counter_block(nonce, 0));
     cipher.encrypt_block(&mut first);
 
-    // The length check in `check_sizes` keeps the block count below 2^(8 * length_field), so
-    // the counter never overflows its field; writing it as 8 bytes into the last
-    // min(length_field, 8) bytes is exact.
-    let used = length_field.min(8);
+    // `check_sizes` keeps the block count below 2^(8 * L), so the counter never overflows its
+    // field.
     let mut counter: u64 = 1;
     let mut batch: [Block; CTR_BATCH] = Default::default();
     for chunk in buf.chunks_mut(16 * CTR_BATCH) {
         let blocks = chunk.len().div_ceil(16);
         for block in &mut batch[..blocks] {
-            block.copy_from_slice(&counter_block);
-            block[16 - used..].copy_from_slice(&counter.to_be_bytes()[8 - used..]);
+            *block = Block::from(counter_block(nonce, counter));
             counter += 1;
         }
         cipher.encrypt_blocks(&mut batch[..blocks]);

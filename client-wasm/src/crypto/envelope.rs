@@ -18,7 +18,7 @@ use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STAN
 use serde::Deserialize;
 
 use super::ccm::{self, AesKey, MAX_IV_LEN, MIN_IV_LEN};
-use super::kdf::{DEFAULT_ITERATIONS, KeyCache, MAX_ITERATIONS, MIN_ITERATIONS};
+use super::kdf::{DEFAULT_ITERATIONS, DerivedKey, KeyCache, MAX_ITERATIONS, MIN_ITERATIONS};
 
 /// Longest envelope text that [`decrypt`] parses and [`encrypt`] writes, in bytes.
 ///
@@ -191,32 +191,23 @@ pub fn decrypt(
     envelope: &str,
     cache: &mut KeyCache,
 ) -> Result<Vec<u8>, EnvelopeError> {
+    let parsed = parse(envelope)?;
+    let derived = cache.derive(password, &parsed.salt, parsed.iterations);
+    parsed.open(&derived)
+}
+
+/// Parses an envelope and checks every parameter and limit, before any key derivation.
+pub(crate) fn parse(envelope: &str) -> Result<CheckedEnvelope, EnvelopeError> {
     if envelope.len() > MAX_ENVELOPE_LEN {
         return Err(EnvelopeError::TooLarge {
             bytes: envelope.len(),
         });
     }
-
     let raw: RawEnvelope =
         serde_json::from_str(envelope).map_err(|e| EnvelopeError::InvalidJson {
             reason: e.to_string(),
         })?;
-    let parsed = raw.check()?;
-
-    let derived = cache.derive(password, &parsed.salt, parsed.iterations);
-    let aes =
-        AesKey::new(derived.prefix(parsed.key_len)).map_err(|_| EnvelopeError::CannotDecrypt)?;
-    let mut buf = parsed.ct;
-    let msg_len = buf
-        .len()
-        .checked_sub(parsed.tag_len)
-        .ok_or(EnvelopeError::CannotDecrypt)?;
-    let nonce = ccm::sjcl_nonce(&parsed.iv, msg_len).map_err(|_| EnvelopeError::CannotDecrypt)?;
-    let (ciphertext, tag) = buf.split_at_mut(msg_len);
-    aes.open_in_place(nonce, &parsed.adata, tag, ciphertext)
-        .map_err(|_| EnvelopeError::CannotDecrypt)?;
-    buf.truncate(msg_len);
-    Ok(buf)
+    raw.check()
 }
 
 /// Decrypts an envelope whose plaintext must be UTF-8 text, as `sjcl.decrypt` returns it.
@@ -259,14 +250,33 @@ struct RawEnvelope {
 }
 
 /// An envelope whose parameters passed every check, with its byte strings decoded.
-struct CheckedEnvelope {
+pub(crate) struct CheckedEnvelope {
     iv: Vec<u8>,
-    iterations: u32,
+    pub(crate) iterations: u32,
     key_len: usize,
     tag_len: usize,
     adata: Vec<u8>,
-    salt: Vec<u8>,
+    pub(crate) salt: Vec<u8>,
     ct: Vec<u8>,
+}
+
+impl CheckedEnvelope {
+    /// Decrypts with the key material derived for this envelope's salt and iterations.
+    pub(crate) fn open(self, derived: &DerivedKey) -> Result<Vec<u8>, EnvelopeError> {
+        let aes =
+            AesKey::new(derived.prefix(self.key_len)).map_err(|_| EnvelopeError::CannotDecrypt)?;
+        let mut buf = self.ct;
+        let msg_len = buf
+            .len()
+            .checked_sub(self.tag_len)
+            .ok_or(EnvelopeError::CannotDecrypt)?;
+        let nonce = ccm::sjcl_nonce(&self.iv, msg_len).map_err(|_| EnvelopeError::CannotDecrypt)?;
+        let (ciphertext, tag) = buf.split_at_mut(msg_len);
+        aes.open_in_place(nonce, &self.adata, tag, ciphertext)
+            .map_err(|_| EnvelopeError::CannotDecrypt)?;
+        buf.truncate(msg_len);
+        Ok(buf)
+    }
 }
 
 impl RawEnvelope {
