@@ -12,6 +12,7 @@
 
 use std::cell::RefCell;
 
+use js_sys::Uint8Array;
 use wasm_bindgen::prelude::*;
 
 use crate::crypto::blob::{self, BlobError};
@@ -116,9 +117,15 @@ pub async fn decrypt_async(password: String, envelope: String) -> Result<String,
 
 /// Encrypts bytes like [`encrypt_bytes`], with WebCrypto's AES doing the CCM work. Returns a
 /// `Promise` of the blob.
+///
+/// With WebCrypto the content never enters WebAssembly memory; see `webcrypto::seal` for its
+/// two copies in JavaScript memory.
 #[wasm_bindgen(js_name = encryptBytesAsync)]
-pub async fn encrypt_bytes_async(password: String, plaintext: Vec<u8>) -> Result<Vec<u8>, JsError> {
-    blob::check_plaintext_len(plaintext.len())?;
+pub async fn encrypt_bytes_async(
+    password: String,
+    plaintext: Uint8Array,
+) -> Result<Uint8Array, JsError> {
+    blob::check_plaintext_len(plaintext.length() as usize)?;
     let salt = KEYS
         .with_borrow_mut(|keys| keys.send_salt(&password, DEFAULT_ITERATIONS))
         .map_err(BlobError::Random)?;
@@ -126,50 +133,46 @@ pub async fn encrypt_bytes_async(password: String, plaintext: Vec<u8>) -> Result
     let derived = derived_key(&password, &salt, DEFAULT_ITERATIONS).await?;
 
     let Some(subtle) = webcrypto::subtle() else {
+        let content = plaintext.to_vec();
         let sealed = KEYS.with_borrow_mut(|keys| {
-            blob::encrypt_with(&password, &plaintext, DEFAULT_ITERATIONS, salt, nonce, keys)
-        });
-        return Ok(sealed?);
+            blob::encrypt_with(&password, &content, DEFAULT_ITERATIONS, salt, nonce, keys)
+        })?;
+        return Ok(Uint8Array::from(&sealed[..]));
     };
     let key = CcmKey::import(&subtle, blob::blob_key(&derived).as_slice()).await?;
     let header = blob::header(DEFAULT_ITERATIONS, &salt, &nonce);
-    let mut sealed = Vec::with_capacity(blob::HEADER_LEN + plaintext.len() + blob::TAG_LEN);
-    sealed.extend_from_slice(&header);
-    webcrypto::seal(
-        &subtle,
-        &key,
-        &nonce,
-        &header,
-        blob::TAG_LEN,
-        &plaintext,
-        &mut sealed,
-    )
-    .await
-    .map_err(blob_failure)?;
-    Ok(sealed)
+    webcrypto::seal(&subtle, &key, &nonce, &header, blob::TAG_LEN, &plaintext)
+        .await
+        .map_err(blob_failure)
 }
 
 /// Decrypts a blob like [`decrypt_bytes`], with WebCrypto's AES doing the CCM work. Returns a
 /// `Promise` of the bytes.
 #[wasm_bindgen(js_name = decryptBytesAsync)]
-pub async fn decrypt_bytes_async(password: String, sealed: Vec<u8>) -> Result<Vec<u8>, JsError> {
-    let parts = blob::parse(&sealed)?;
-    let derived = derived_key(&password, parts.salt, parts.iterations).await?;
+pub async fn decrypt_bytes_async(
+    password: String,
+    sealed: Uint8Array,
+) -> Result<Uint8Array, JsError> {
+    let blob_len = sealed.length() as usize;
+    let header_len = blob_len.min(blob::HEADER_LEN) as u32;
+    let header = sealed.subarray(0, header_len).to_vec();
+    let iterations = blob::check_header(&header, blob_len)?;
+    let salt = &header[5..5 + kdf::SALT_LEN];
+    let nonce = &header[5 + kdf::SALT_LEN..];
+    let derived = derived_key(&password, salt, iterations).await?;
 
     let Some(subtle) = webcrypto::subtle() else {
-        return Ok(KEYS.with_borrow_mut(|keys| blob::decrypt(&password, &sealed, keys))?);
+        let content = sealed.to_vec();
+        let opened = KEYS.with_borrow_mut(|keys| blob::decrypt(&password, &content, keys))?;
+        return Ok(Uint8Array::from(&opened[..]));
     };
+    let tag_start = (blob_len - blob::TAG_LEN) as u32;
+    let ciphertext = sealed.subarray(header_len, tag_start);
+    let tag = sealed.subarray(tag_start, blob_len as u32).to_vec();
     let key = CcmKey::import(&subtle, blob::blob_key(&derived).as_slice()).await?;
-    webcrypto::open(
-        &subtle,
-        &key,
-        parts.nonce,
-        parts.header,
-        parts.ciphertext,
-        parts.tag,
-    )
-    .await
-    .map_err(blob_failure)
+    webcrypto::open(&subtle, &key, nonce, &header, &ciphertext, &tag)
+        .await
+        .map_err(blob_failure)
 }
 
 /// Returns the cached key for these inputs, or derives it through WebCrypto (the Rust PBKDF2

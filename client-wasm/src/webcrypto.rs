@@ -10,12 +10,11 @@
 //! `CryptoKey`s and as short-lived `Uint8Array` copies, which the garbage collector frees but
 //! nothing zeroizes.
 
-use js_sys::{Array, ArrayBuffer, Promise, Reflect, Uint8Array};
+use js_sys::{Array, Promise, Reflect, Uint8Array};
 use subtle::ConstantTimeEq;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{AesCbcParams, AesCtrParams, CryptoKey, Pbkdf2Params, SubtleCrypto};
-use zeroize::Zeroize;
 
 use crate::crypto::ccm::{self, CcmError, MAX_TAG_LEN};
 use crate::crypto::kdf::{DERIVED_KEY_LEN, DerivedKey};
@@ -122,29 +121,38 @@ impl From<WebCryptoError> for CcmFailure {
     }
 }
 
-/// Encrypts `plaintext` into `out`, appending the ciphertext and then the tag: the same bytes
-/// as [`crate::crypto::ccm::AesKey::seal_in_place`] with the tag appended.
+/// Encrypts `plaintext` and returns `header || ciphertext || tag`, with `header` as the
+/// associated data: the same bytes as the Rust path of [`crate::crypto::blob`].
+///
+/// The content stays in JavaScript memory: it is copied once into the CBC-MAC input and once
+/// into the result, and never into WebAssembly memory.
 pub async fn seal(
     subtle: &SubtleCrypto,
     key: &CcmKey,
     nonce: &[u8],
-    adata: &[u8],
+    header: &[u8],
     tag_len: usize,
-    plaintext: &[u8],
-    out: &mut Vec<u8>,
-) -> Result<(), CcmFailure> {
-    ccm::check_sizes(nonce, tag_len, plaintext.len()).map_err(CcmFailure::Ccm)?;
+    plaintext: &Uint8Array,
+) -> Result<Uint8Array, CcmFailure> {
+    let len = plaintext.length() as usize;
+    ccm::check_sizes(nonce, tag_len, len).map_err(CcmFailure::Ccm)?;
 
-    let mac = cbc_mac(subtle, key, nonce, adata, tag_len, plaintext).await?;
+    let mac = cbc_mac(subtle, key, nonce, header, tag_len, plaintext).await?;
     let first_key_block = key_stream_block(subtle, key, nonce).await?;
-    let start = out.len();
-    out.resize(start + plaintext.len(), 0);
-    ctr_into(subtle, key, nonce, plaintext, &mut out[start..]).await?;
+    let ciphertext = ctr(subtle, key, nonce, plaintext).await?;
 
-    for i in 0..tag_len {
-        out.push(mac[i] ^ first_key_block[i]);
+    let mut tag = [0u8; MAX_TAG_LEN];
+    for (i, byte) in tag[..tag_len].iter_mut().enumerate() {
+        *byte = mac[i] ^ first_key_block[i];
     }
-    Ok(())
+    let sealed = Uint8Array::new_with_length((header.len() + len + tag_len) as u32);
+    sealed.set(&Uint8Array::from(header), 0);
+    sealed.set(&ciphertext, header.len() as u32);
+    sealed.set(
+        &Uint8Array::from(&tag[..tag_len]),
+        (header.len() + len) as u32,
+    );
+    Ok(sealed)
 }
 
 /// Decrypts `ciphertext` and checks `tag` in constant time, returning the plaintext. On a
@@ -154,13 +162,12 @@ pub async fn open(
     key: &CcmKey,
     nonce: &[u8],
     adata: &[u8],
-    ciphertext: &[u8],
+    ciphertext: &Uint8Array,
     tag: &[u8],
-) -> Result<Vec<u8>, CcmFailure> {
-    ccm::check_sizes(nonce, tag.len(), ciphertext.len()).map_err(CcmFailure::Ccm)?;
+) -> Result<Uint8Array, CcmFailure> {
+    ccm::check_sizes(nonce, tag.len(), ciphertext.length() as usize).map_err(CcmFailure::Ccm)?;
 
-    let mut plaintext = vec![0u8; ciphertext.len()];
-    ctr_into(subtle, key, nonce, ciphertext, &mut plaintext).await?;
+    let plaintext = ctr(subtle, key, nonce, ciphertext).await?;
     let mac = cbc_mac(subtle, key, nonce, adata, tag.len(), &plaintext).await?;
     let first_key_block = key_stream_block(subtle, key, nonce).await?;
 
@@ -171,7 +178,7 @@ pub async fn open(
     if bool::from(expected[..tag.len()].ct_eq(tag)) {
         return Ok(plaintext);
     }
-    plaintext.zeroize();
+    plaintext.fill(0, 0, plaintext.length());
     Err(CcmFailure::Ccm(CcmError))
 }
 
@@ -184,34 +191,32 @@ async fn cbc_mac(
     nonce: &[u8],
     adata: &[u8],
     tag_len: usize,
-    payload: &[u8],
+    payload: &Uint8Array,
 ) -> Result<[u8; 16], WebCryptoError> {
-    let mut formatted = Vec::with_capacity(16 + 10 + adata.len() + payload.len() + 32);
-    formatted.extend_from_slice(&ccm::first_block(
-        nonce,
-        adata.len(),
-        tag_len,
-        payload.len(),
-    ));
+    let payload_len = payload.length() as usize;
+    let mut head = Vec::with_capacity(16 + 10 + adata.len() + 15);
+    head.extend_from_slice(&ccm::first_block(nonce, adata.len(), tag_len, payload_len));
     if !adata.is_empty() {
         let (prefix, prefix_len) = ccm::adata_length_prefix(adata.len());
-        formatted.extend_from_slice(&prefix[..prefix_len]);
-        formatted.extend_from_slice(adata);
-        formatted.resize(formatted.len().next_multiple_of(16), 0);
+        head.extend_from_slice(&prefix[..prefix_len]);
+        head.extend_from_slice(adata);
+        head.resize(head.len().next_multiple_of(16), 0);
     }
-    formatted.extend_from_slice(payload);
-    formatted.resize(formatted.len().next_multiple_of(16), 0);
+    let formatted_len = head.len() + payload_len.next_multiple_of(16);
+    let formatted = Uint8Array::new_with_length(formatted_len as u32);
+    formatted.set(&Uint8Array::from(&head[..]), 0);
+    formatted.set(payload, head.len() as u32);
 
-    let mut zero_iv = [0u8; 16];
-    let params = AesCbcParams::new("AES-CBC", &Uint8Array::from(&zero_iv[..]));
-    let encrypted = resolve(subtle.encrypt_with_object_and_u8_array(&params, &key.cbc, &formatted));
-    let encrypted = Uint8Array::new(&encrypted.await?.unchecked_into::<ArrayBuffer>());
-    let end = formatted.len() as u32;
-    formatted.zeroize();
+    let params = AesCbcParams::new("AES-CBC", &Uint8Array::new_with_length(16));
+    let encrypted =
+        resolve(subtle.encrypt_with_object_and_buffer_source(&params, &key.cbc, &formatted));
+    let encrypted = encrypted.await;
+    formatted.fill(0, 0, formatted.length());
+    let encrypted = Uint8Array::new(&encrypted?);
 
+    let end = formatted_len as u32;
     let mut mac = [0u8; 16];
     encrypted.subarray(end - 16, end).copy_to(&mut mac);
-    zero_iv.zeroize();
     Ok(mac)
 }
 
@@ -221,29 +226,28 @@ async fn key_stream_block(
     key: &CcmKey,
     nonce: &[u8],
 ) -> Result<[u8; 16], WebCryptoError> {
-    let mut block = [0u8; 16];
-    let zeros = [0u8; 16];
+    let zeros = Uint8Array::new_with_length(16);
     let params = ctr_params(nonce, 0);
-    let encrypted = resolve(subtle.encrypt_with_object_and_u8_array(&params, &key.ctr, &zeros));
+    let encrypted =
+        resolve(subtle.encrypt_with_object_and_buffer_source(&params, &key.ctr, &zeros));
+    let mut block = [0u8; 16];
     Uint8Array::new(&encrypted.await?).copy_to(&mut block);
     Ok(block)
 }
 
-/// XORs `input` with the key stream from counter 1 on, into `out` of the same length.
-async fn ctr_into(
+/// XORs `input` with the key stream from counter 1 on, returning a new array.
+async fn ctr(
     subtle: &SubtleCrypto,
     key: &CcmKey,
     nonce: &[u8],
-    input: &[u8],
-    out: &mut [u8],
-) -> Result<(), WebCryptoError> {
-    if input.is_empty() {
-        return Ok(());
+    input: &Uint8Array,
+) -> Result<Uint8Array, WebCryptoError> {
+    if input.length() == 0 {
+        return Ok(Uint8Array::new_with_length(0));
     }
     let params = ctr_params(nonce, 1);
-    let encrypted = resolve(subtle.encrypt_with_object_and_u8_array(&params, &key.ctr, input));
-    Uint8Array::new(&encrypted.await?).copy_to(out);
-    Ok(())
+    let encrypted = resolve(subtle.encrypt_with_object_and_buffer_source(&params, &key.ctr, input));
+    Ok(Uint8Array::new(&encrypted.await?))
 }
 
 /// AES-CTR parameters whose counter is CCM's counter block: WebCrypto increments the last

@@ -3,6 +3,7 @@
 #![cfg(target_arch = "wasm32")]
 
 use dropthat_client::api;
+use js_sys::Uint8Array;
 use wasm_bindgen::JsValue;
 use wasm_bindgen_test::*;
 
@@ -79,20 +80,19 @@ async fn async_functions_use_webcrypto_in_browser() {
     );
 
     let content: Vec<u8> = (0..70_000u32).map(|i| (i % 241) as u8).collect();
-    let blob = api::encrypt_bytes_async(room.clone(), content.clone())
+    let blob = api::encrypt_bytes_async(room.clone(), Uint8Array::from(&content[..]))
         .await
         .unwrap();
-    assert_eq!(api::decrypt_bytes(&room, &blob).unwrap(), content);
+    assert_eq!(api::decrypt_bytes(&room, &blob.to_vec()).unwrap(), content);
     let blob = api::encrypt_bytes(&room, &content).unwrap();
-    assert_eq!(
-        api::decrypt_bytes_async(room.clone(), blob.clone())
-            .await
-            .unwrap(),
-        content
-    );
+    let opened = api::decrypt_bytes_async(room.clone(), Uint8Array::from(&blob[..]))
+        .await
+        .unwrap();
+    assert_eq!(opened.to_vec(), content);
 
     let mut tampered = blob;
     tampered[100] ^= 1;
+    let tampered = Uint8Array::from(&tampered[..]);
     let error = JsValue::from(api::decrypt_bytes_async(room, tampered).await.unwrap_err());
     let message = String::from(js_sys::Error::from(error).message());
     assert!(message.contains("cannot decrypt"), "{message}");

@@ -152,26 +152,9 @@ pub(crate) struct BlobParts<'a> {
 
 /// Splits a blob into its fields and checks its length, version and limits.
 pub(crate) fn parse(blob: &[u8]) -> Result<BlobParts<'_>, BlobError> {
-    let minimum = HEADER_LEN + TAG_LEN;
-    if blob.len() < minimum {
-        return Err(BlobError::TooShort {
-            bytes: blob.len(),
-            minimum,
-        });
-    }
+    let iterations = check_header(blob.get(..HEADER_LEN).unwrap_or(blob), blob.len())?;
     let (header, rest) = blob.split_at(HEADER_LEN);
     let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);
-
-    if header[0] != VERSION {
-        return Err(BlobError::UnsupportedVersion { version: header[0] });
-    }
-    let iterations = u32::from_be_bytes([header[1], header[2], header[3], header[4]]);
-    check_iterations(iterations)?;
-    if ciphertext.len() > MAX_PLAINTEXT_LEN {
-        return Err(BlobError::TooLarge {
-            bytes: ciphertext.len(),
-        });
-    }
     Ok(BlobParts {
         header,
         iterations,
@@ -180,6 +163,28 @@ pub(crate) fn parse(blob: &[u8]) -> Result<BlobParts<'_>, BlobError> {
         ciphertext,
         tag,
     })
+}
+
+/// Checks a blob's total length and its header (the first [`HEADER_LEN`] bytes, or all of a
+/// shorter blob), and returns the iteration count.
+pub(crate) fn check_header(header: &[u8], blob_len: usize) -> Result<u32, BlobError> {
+    let minimum = HEADER_LEN + TAG_LEN;
+    if blob_len < minimum || header.len() < HEADER_LEN {
+        return Err(BlobError::TooShort {
+            bytes: blob_len,
+            minimum,
+        });
+    }
+    if header[0] != VERSION {
+        return Err(BlobError::UnsupportedVersion { version: header[0] });
+    }
+    let iterations = u32::from_be_bytes([header[1], header[2], header[3], header[4]]);
+    check_iterations(iterations)?;
+    let content_len = blob_len - minimum;
+    if content_len > MAX_PLAINTEXT_LEN {
+        return Err(BlobError::TooLarge { bytes: content_len });
+    }
+    Ok(iterations)
 }
 
 /// Derives the blob's AES-256 key from the PBKDF2 output.

@@ -82,7 +82,16 @@ try {
       alwaysMatch: {
         'goog:chromeOptions': {
           binary: chromium,
-          args: ['--headless=new', '--disable-gpu', '--no-first-run', '--disable-background-networking'],
+          // --no-sandbox because CI runs as root, where Chromium's sandbox cannot start.
+          args: [
+            '--headless=new',
+            '--no-sandbox',
+            '--disable-gpu',
+            '--disable-dev-shm-usage',
+            '--disable-background-networking',
+            '--disable-component-update',
+            '--no-first-run',
+          ],
         },
       },
     },
