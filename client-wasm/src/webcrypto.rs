@@ -10,6 +10,7 @@
 //! `CryptoKey`s and as short-lived `Uint8Array` copies, which the garbage collector frees but
 //! nothing zeroizes.
 
+use futures_util::future::join as futures_join;
 use js_sys::{Array, Promise, Reflect, Uint8Array};
 use subtle::ConstantTimeEq;
 use wasm_bindgen::{JsCast, JsValue};
@@ -100,9 +101,14 @@ pub struct CcmKey {
 
 impl CcmKey {
     pub async fn import(subtle: &SubtleCrypto, key: &[u8]) -> Result<Self, WebCryptoError> {
+        let (cbc, ctr) = futures_join(
+            import_raw(subtle, key, "AES-CBC", "encrypt"),
+            import_raw(subtle, key, "AES-CTR", "encrypt"),
+        )
+        .await;
         Ok(Self {
-            cbc: import_raw(subtle, key, "AES-CBC", "encrypt").await?,
-            ctr: import_raw(subtle, key, "AES-CTR", "encrypt").await?,
+            cbc: cbc?,
+            ctr: ctr?,
         })
     }
 }
@@ -137,9 +143,17 @@ pub async fn seal(
     let len = plaintext.length() as usize;
     ccm::check_sizes(nonce, tag_len, len).map_err(CcmFailure::Ccm)?;
 
-    let mac = cbc_mac(subtle, key, nonce, header, tag_len, plaintext).await?;
-    let first_key_block = key_stream_block(subtle, key, nonce).await?;
-    let ciphertext = ctr(subtle, key, nonce, plaintext).await?;
+    // The MAC and the key stream both depend only on the plaintext, so WebCrypto may run them
+    // on two threads at once.
+    let (mac, (first_key_block, ciphertext)) = futures_join(
+        cbc_mac(subtle, key, nonce, header, tag_len, plaintext),
+        futures_join(
+            key_stream_block(subtle, key, nonce),
+            ctr(subtle, key, nonce, plaintext),
+        ),
+    )
+    .await;
+    let (mac, first_key_block, ciphertext) = (mac?, first_key_block?, ciphertext?);
 
     let mut tag = [0u8; MAX_TAG_LEN];
     for (i, byte) in tag[..tag_len].iter_mut().enumerate() {
@@ -167,9 +181,13 @@ pub async fn open(
 ) -> Result<Uint8Array, CcmFailure> {
     ccm::check_sizes(nonce, tag.len(), ciphertext.length() as usize).map_err(CcmFailure::Ccm)?;
 
-    let plaintext = ctr(subtle, key, nonce, ciphertext).await?;
+    let (plaintext, first_key_block) = futures_join(
+        ctr(subtle, key, nonce, ciphertext),
+        key_stream_block(subtle, key, nonce),
+    )
+    .await;
+    let (plaintext, first_key_block) = (plaintext?, first_key_block?);
     let mac = cbc_mac(subtle, key, nonce, adata, tag.len(), &plaintext).await?;
-    let first_key_block = key_stream_block(subtle, key, nonce).await?;
 
     let mut expected = [0u8; MAX_TAG_LEN];
     for (i, byte) in expected[..tag.len()].iter_mut().enumerate() {

@@ -13,8 +13,8 @@
 //! 25+n 16 CCM tag
 //! ```
 //!
-//! The AES-256 key is HMAC-SHA256(PBKDF2 output, "dropthat blob v1"), so blobs never share a
-//! key with JSON envelopes made from the same password and salt. The 25 header bytes are the
+//! The AES-128 key is the first 16 bytes of HMAC-SHA256(PBKDF2 output, "dropthat blob v1"), so
+//! blobs never share a key with JSON envelopes made from the same password and salt. The 25 header bytes are the
 //! CCM associated data, so changing any of them fails the tag check.
 
 use hmac::{Hmac, KeyInit, Mac};
@@ -187,15 +187,18 @@ pub(crate) fn check_header(header: &[u8], blob_len: usize) -> Result<u32, BlobEr
     Ok(iterations)
 }
 
-/// Derives the blob's AES-256 key from the PBKDF2 output.
-pub(crate) fn blob_key(derived: &DerivedKey) -> Zeroizing<[u8; 32]> {
-    // Expanding a 32-byte HMAC key with a fixed message: nothing here can fail, and
-    // `new_from_slice` only fails for key lengths HMAC does not accept, which is none.
+/// Length of the blob's AES key: AES-128, as SJCL's default, and 1.4 times faster than
+/// AES-256 both in WebAssembly and in WebCrypto.
+pub const KEY_LEN: usize = 16;
+
+/// Derives the blob's AES-128 key from the PBKDF2 output.
+pub(crate) fn blob_key(derived: &DerivedKey) -> Zeroizing<[u8; KEY_LEN]> {
+    // `new_from_slice` only fails for key lengths HMAC does not accept, and HMAC accepts any.
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(derived.prefix(32))
         .expect("HMAC accepts keys of any length");
     mac.update(KEY_LABEL);
-    let mut key = Zeroizing::new([0u8; 32]);
-    key.copy_from_slice(&mac.finalize().into_bytes());
+    let mut key = Zeroizing::new([0u8; KEY_LEN]);
+    key.copy_from_slice(&mac.finalize().into_bytes()[..KEY_LEN]);
     key
 }
 
@@ -252,12 +255,13 @@ mod tests {
 
     #[test]
     fn blob_key_differs_from_envelope_key() {
-        // Sealing by hand with the raw PBKDF2 output as the AES-256 key gives a different
-        // ciphertext, so the HMAC step is in effect.
+        // Sealing by hand with the raw PBKDF2 output as the AES-128 key, as a text envelope
+        // with ks 128 would, gives a different ciphertext, so the HMAC step is in effect.
         let blob = seal(b"abc");
-        let raw =
-            AesKey::new(super::super::kdf::pbkdf2_sha256(b"#pw", &[7; SALT_LEN], FAST).prefix(32))
-                .unwrap();
+        let raw = AesKey::new(
+            super::super::kdf::pbkdf2_sha256(b"#pw", &[7; SALT_LEN], FAST).prefix(KEY_LEN),
+        )
+        .unwrap();
         let mut body = b"abc".to_vec();
         raw.seal_in_place(&[9; NONCE_LEN], &blob[..HEADER_LEN], TAG_LEN, &mut body)
             .unwrap();
