@@ -23,10 +23,10 @@ pub const MIN_ITERATIONS: u32 = 101;
 ///
 /// Any room member chooses the count of the envelopes they send, and every reader pays for it
 /// before the tag can be checked. Ten times SJCL's default still admits peers that raised the
-/// default, and one derivation at this cap took MEASURE_ME ms in headless Chromium 148 and MEASURE_ME ms in
-/// node 20 on a 2-core Xeon with SHA-NI (docs/BENCHMARKS.md has the command). A stream of such
-/// envelopes, each with a fresh salt, still costs that much per envelope: see "Limits" in
-/// docs/PROTOCOL.md for what a page should do about it.
+/// default. One derivation at this cap took 51 ms in WebAssembly and 35 ms through WebCrypto
+/// (medians) in headless Chromium 148 on a shared 2-core Xeon (docs/BENCHMARKS.md). A stream of
+/// such envelopes, each with a fresh salt, still costs that much per envelope: "Limits" in
+/// docs/PROTOCOL.md says what a page should do about it.
 pub const MAX_ITERATIONS: u32 = 100_000;
 
 /// Number of derived keys a [`KeyCache`] keeps before it forgets the least recently used.
