@@ -60,8 +60,8 @@ pub fn decrypt(password: &str, envelope: &str) -> Result<String, JsError> {
 
 /// Encrypts bytes (a `Uint8Array`) into the binary blob format, up to 8 MiB.
 ///
-/// The bytes are copied once into WebAssembly memory, encrypted where they land in the output
-/// buffer, and copied once into the returned `Uint8Array`.
+/// The bytes are copied into WebAssembly memory, then into the output buffer where they are
+/// encrypted in place, then into the returned `Uint8Array`. `encryptBytesAsync` copies less.
 #[wasm_bindgen(js_name = encryptBytes)]
 pub fn encrypt_bytes(password: &str, plaintext: &[u8]) -> Result<Vec<u8>, JsError> {
     KEYS.with_borrow_mut(|keys| blob::encrypt(password, plaintext, keys))

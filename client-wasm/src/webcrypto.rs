@@ -113,7 +113,7 @@ impl CcmKey {
     }
 }
 
-/// Why a WebCrypto CCM operation failed.
+/// The cause of a failed WebCrypto CCM operation.
 #[derive(Debug)]
 pub enum CcmFailure {
     /// The sizes or the tag: the same opaque failure as the Rust path.

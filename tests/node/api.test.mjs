@@ -1,4 +1,4 @@
-// The JavaScript API as a page sees it: thrown Error objects, blobs as Uint8Array, limits.
+// The JavaScript API as a page calls it: thrown Error objects, blobs as Uint8Array, limits.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 

@@ -119,13 +119,13 @@ describe('non-default envelopes that sjcl.encrypt accepts', () => {
 });
 
 describe('channel ids and prehashes from sjcl primitives', () => {
-  /** The original page's channel id rule, written with SJCL's primitives. */
+  /** Computes a channel id by the original page's rule, with SJCL's primitives. */
   function sjclChannelId(fragment) {
     const digest = sjcl.hash.sha256.hash(fragment);
     return sjcl.codec.base64url.fromBits(sjcl.bitArray.bitSlice(digest, 128, 256)).slice(1);
   }
 
-  /** The original page's preHash, written with SJCL's primitives. */
+  /** Computes the original page's preHash with SJCL's primitives. */
   function sjclPrehash(site, username, password) {
     const salt = sjcl.codec.base64.fromBits(sjcl.hash.sha256.hash(site + username)).slice(0, 10);
     return sjcl.codec.base64.fromBits(sjcl.misc.pbkdf2(password, salt, 25_000));

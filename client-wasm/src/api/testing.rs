@@ -18,11 +18,12 @@ pub fn ccm_encrypt(
     tag_bits: usize,
 ) -> Result<Vec<u8>, JsError> {
     let aes = AesKey::new(key).map_err(|_| JsError::new("invalid AES key length"))?;
-    let nonce = ccm::sjcl_nonce(iv, plaintext.len()).map_err(|_| JsError::new("invalid IV"))?;
+    let nonce = ccm::sjcl_nonce(iv, plaintext.len())
+        .map_err(|_| JsError::new("invalid IV: expected 7 to 16 bytes"))?;
     let mut buf = plaintext.to_vec();
     let tag = aes
         .seal_in_place(nonce, adata, tag_bits / 8, &mut buf)
-        .map_err(|_| JsError::new("invalid CCM parameters"))?;
+        .map_err(|_| JsError::new("invalid CCM parameters: tag sizes are 4 to 16 even bytes"))?;
     buf.extend_from_slice(tag.as_slice());
     Ok(buf)
 }
@@ -41,8 +42,9 @@ pub fn ccm_decrypt(
     let msg_len = sealed
         .len()
         .checked_sub(tag_len)
-        .ok_or_else(|| JsError::new("shorter than the tag"))?;
-    let nonce = ccm::sjcl_nonce(iv, msg_len).map_err(|_| JsError::new("invalid IV"))?;
+        .ok_or_else(|| JsError::new("the sealed input is shorter than the tag"))?;
+    let nonce = ccm::sjcl_nonce(iv, msg_len)
+        .map_err(|_| JsError::new("invalid IV: expected 7 to 16 bytes"))?;
     let mut buf = sealed[..msg_len].to_vec();
     aes.open_in_place(nonce, adata, &sealed[msg_len..], &mut buf)
         .map_err(|_| JsError::new("cannot decrypt"))?;

@@ -41,8 +41,8 @@ pub const TAG_LEN: usize = 16;
 
 /// Largest plaintext a blob may carry: 8 MiB.
 ///
-/// Images and files in a chat stay below this, and the limit bounds the memory and AES-CCM
-/// time one blob can cost a reader before the tag is checked: decrypting 8 MiB took 401 ms in
+/// Images and files in a chat stay below this. The limit bounds the memory and AES-CCM time one
+/// blob can cost a reader before the tag is checked. Decrypting 8 MiB took 401 ms in
 /// WebAssembly and 42 ms through WebCrypto (medians) in headless Chromium 148
 /// (docs/BENCHMARKS.md).
 pub const MAX_PLAINTEXT_LEN: usize = 8 << 20;

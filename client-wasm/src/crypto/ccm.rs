@@ -8,7 +8,7 @@
 //! vectors and SJCL's own vectors in the tests.
 //!
 //! SJCL 1.0.x (`core/ccm.js`) takes an IV of 7 to 16 bytes and picks the length-field size L as
-//! the smallest of 2, 3 or 4 bytes that holds the message length, raised to `15 - iv_len` when
+//! the smallest of 2, 3 or 4 bytes that fits the message length, raised to `15 - iv_len` when
 //! that is larger. The nonce is the first `15 - L` bytes of the IV, so 7 to 13 bytes.
 
 use aes::{Aes128, Aes192, Aes256};
@@ -18,13 +18,13 @@ use cipher::{BlockCipherEncrypt, BlockSizeUser, KeyInit};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
-/// Shortest IV SJCL accepts, in bytes.
+/// Minimum IV length SJCL accepts, in bytes.
 pub const MIN_IV_LEN: usize = 7;
 
-/// Longest IV SJCL accepts, in bytes (four 32-bit words).
+/// Maximum IV length SJCL accepts, in bytes (four 32-bit words).
 pub const MAX_IV_LEN: usize = 16;
 
-/// Longest tag CCM allows, in bytes: one AES block.
+/// Maximum tag length CCM allows, in bytes: one AES block.
 pub const MAX_TAG_LEN: usize = 16;
 
 /// Blocks of key stream computed per call to the cipher, so a bitsliced AES can work on several

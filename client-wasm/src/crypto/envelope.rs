@@ -2,7 +2,7 @@
 //!
 //! SJCL 1.0.x writes, in this order: `iv`, `v`, `iter`, `ks`, `ts`, `mode`, `adata`, `cipher`,
 //! `salt`, `ct`, with byte strings in standard base64 with padding. The key is the first `ks`
-//! bits of PBKDF2-HMAC-SHA256(password, salt, iter); `ct` is the AES-CCM ciphertext with the
+//! bits of PBKDF2-HMAC-SHA256(password, salt, iter). `ct` is the AES-CCM ciphertext with the
 //! `ts`-bit tag appended, and the nonce is cut from `iv` by SJCL's rule (see `ccm`).
 //!
 //! Decryption accepts every envelope `sjcl.encrypt` produces in mode "ccm", including
@@ -20,7 +20,7 @@ use serde::Deserialize;
 use super::ccm::{self, AesKey, MAX_IV_LEN, MIN_IV_LEN};
 use super::kdf::{DEFAULT_ITERATIONS, DerivedKey, KeyCache, MAX_ITERATIONS, MIN_ITERATIONS};
 
-/// Longest envelope text that [`decrypt`] parses and [`encrypt`] writes, in bytes.
+/// Maximum length of an envelope text that [`decrypt`] parses and [`encrypt`] writes, in bytes.
 ///
 /// This bounds both memory and time: AES-CCM work is linear in the ciphertext and adata, which
 /// are at most three quarters of the text. 2 MiB admits the 1 MiB plaintexts of the SJCL
@@ -162,7 +162,7 @@ pub fn encrypt(
     let mut ct = Vec::with_capacity(plaintext.len() + tag_len);
     ct.extend_from_slice(plaintext);
     // The nonce and tag sizes were checked above and the length fits SJCL's length field, so
-    // sealing cannot fail; the error arm only keeps this free of panics.
+    // sealing cannot fail. The error arm only keeps this free of panics.
     let nonce = ccm::sjcl_nonce(&iv, plaintext.len()).map_err(|_| EnvelopeError::CannotDecrypt)?;
     let tag = aes
         .seal_in_place(nonce, &params.adata, tag_len, &mut ct)

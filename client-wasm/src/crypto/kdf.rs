@@ -25,11 +25,11 @@ pub const MIN_ITERATIONS: u32 = 101;
 /// before the tag can be checked. Ten times SJCL's default still admits peers that raised the
 /// default. One derivation at this cap took 51 ms in WebAssembly and 35 ms through WebCrypto
 /// (medians) in headless Chromium 148 on a shared 2-core Xeon (docs/BENCHMARKS.md). A stream of
-/// such envelopes, each with a fresh salt, still costs that much per envelope: "Limits" in
-/// docs/PROTOCOL.md says what a page should do about it.
+/// such envelopes, each with a fresh salt, still costs that much per envelope. "Limits" in
+/// docs/PROTOCOL.md explains what a page should do about it.
 pub const MAX_ITERATIONS: u32 = 100_000;
 
-/// Number of derived keys a [`KeyCache`] keeps before it forgets the least recently used.
+/// Number of derived keys a [`KeyCache`] keeps before it evicts the least recently used.
 ///
 /// A room needs one key per sender session; 64 covers a busy room while bounding the memory a
 /// stream of envelopes with fresh salts can take (each entry is under 100 bytes).
@@ -123,7 +123,7 @@ impl KeyCache {
         Some(key)
     }
 
-    /// Stores a key derived for these inputs, forgetting the least recently used beyond
+    /// Stores a key derived for these inputs, evicting the least recently used beyond
     /// [`CACHE_CAPACITY`].
     pub fn insert(&mut self, password: &str, salt: &[u8], iterations: u32, key: DerivedKey) {
         let cache_key = CacheKey::new(password, salt, iterations);

@@ -1,7 +1,8 @@
 //! The cryptography of dropthat. Plain Rust with no browser dependency, so it runs and is
 //! tested natively as well as in WebAssembly.
 //!
-//! - [`room`]: room keys, the link fragment that carries them, and the channel id the server sees.
+//! - [`room`]: room keys, the link fragment that carries them, and the channel id the server
+//!   receives.
 //! - [`envelope`]: the JSON envelope of `sjcl.encrypt`, byte-compatible with SJCL 1.0.x.
 //! - [`blob`]: a compact binary envelope for images and files, with the same primitives.
 //! - [`kdf`]: PBKDF2-HMAC-SHA256, its iteration limits, and the cache of derived keys.

@@ -100,7 +100,7 @@ try {
   const version = session.capabilities.browserVersion;
   await webdriver(base, 'POST', `${sessionBase}/url`, { url: `http://127.0.0.1:${server.address().port}/` });
 
-  // The page yields between cases, so these polls get answered while it works.
+  // The page yields between cases, so the driver can run these polls while it works.
   const deadline = Date.now() + 10 * 60 * 1000;
   let outcome;
   while (!outcome) {
