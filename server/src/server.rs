@@ -130,6 +130,9 @@ pub fn start(
     .workers(workers)
     .max_connections(connections_per_worker)
     .on_connect(connection::record_socket)
+    // A subscriber that closes its end is gone: without this, actix treats the EOF as a
+    // half-close and notices only when a later keepalive write fails, so counts would lag.
+    .h1_allow_half_closed(false)
     .shutdown_signal(shutdown)
     .shutdown_timeout(config.shutdown_timeout.as_secs().max(1));
 
