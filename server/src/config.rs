@@ -37,7 +37,7 @@ pub struct Config {
     #[arg(long, env = "DROPTHAT_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
 
-    /// HTTP worker threads; the default is one per physical core.
+    /// HTTP worker threads; the default is one per CPU available to the process.
     #[arg(long, env = "DROPTHAT_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
     pub workers: Option<u16>,
 
@@ -81,17 +81,17 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(2..=4096))]
     pub queue_len: u32,
 
-    /// Largest publish body, in bytes.
+    /// Maximum publish body size, in bytes.
     #[arg(long, env = "DROPTHAT_MAX_PUBLISH_BYTES", default_value_t = 32 * 1024,
           value_parser = clap::value_parser!(u32).range(64..=1 << 20))]
     pub max_publish_bytes: u32,
 
-    /// Largest blob, in bytes.
+    /// Maximum blob size, in bytes.
     #[arg(long, env = "DROPTHAT_MAX_BLOB_BYTES", default_value_t = 8 << 20,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_blob_bytes: u64,
 
-    /// Most bytes all blobs together may take on disk; uploads beyond it get 507.
+    /// Maximum bytes of all blobs together on disk; uploads beyond it get 507.
     #[arg(long, env = "DROPTHAT_BLOB_QUOTA_BYTES", default_value_t = 1 << 30)]
     pub blob_quota_bytes: u64,
 
@@ -99,17 +99,17 @@ pub struct Config {
     #[arg(long, env = "DROPTHAT_BLOB_EXPIRY", default_value = "24h", value_parser = parse_positive_duration)]
     pub blob_expiry: Duration,
 
-    /// Most event streams overall; the default, and the upper bound, come from the open-file
-    /// limit.
+    /// Maximum event streams overall; the default, and the upper bound, come from the
+    /// open-file limit.
     #[arg(long, env = "DROPTHAT_MAX_STREAMS", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_streams: Option<u32>,
 
-    /// Most event streams of one client address (an IPv6 client counts by its /64).
+    /// Maximum event streams per client address (an IPv6 client counts by its /64).
     #[arg(long, env = "DROPTHAT_MAX_STREAMS_PER_CLIENT", default_value_t = 64,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_streams_per_client: u32,
 
-    /// Most subscribers of one channel.
+    /// Maximum subscribers per channel.
     #[arg(long, env = "DROPTHAT_MAX_SUBSCRIBERS_PER_CHANNEL", default_value_t = 1000,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_subscribers_per_channel: u32,
