@@ -25,9 +25,9 @@ use tokio::io::AsyncWriteExt;
 #[derive(Debug, Clone)]
 pub struct BlobSettings {
     pub dir: PathBuf,
-    /// Largest blob, in bytes.
+    /// Maximum blob size, in bytes.
     pub max_size: u64,
-    /// Most bytes all blobs together may take, uploads in progress included.
+    /// Maximum bytes of all blobs together, uploads in progress included.
     pub quota: u64,
     /// How long a blob is kept after it was written.
     pub expiry: Duration,

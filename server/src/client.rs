@@ -1,8 +1,8 @@
 //! The client address of a request, and the key that per-client limits count against.
 //!
 //! Behind a reverse proxy every connection comes from the proxy, so the client address is
-//! taken from `X-Forwarded-For`, but only when the connection comes from a proxy that the
-//! operator listed as trusted: anyone else could write any address into that header.
+//! taken from `X-Forwarded-For`. The relay reads that header only on connections from proxies
+//! the operator listed as trusted, because any other client could write any address into it.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use actix_web::HttpRequest;
 use ipnet::IpNet;
 
-/// Most `X-Forwarded-For` entries examined; a longer chain falls back to the nearest ones.
+/// Maximum `X-Forwarded-For` entries examined, counted from the nearest proxy.
 const MAX_FORWARDED_HOPS: usize = 16;
 
 /// The networks whose `X-Forwarded-For` header is believed.
@@ -66,8 +66,8 @@ fn canonical(address: IpAddr) -> IpAddr {
     }
 }
 
-/// What per-client limits count against: an IPv4 address, or an IPv6 /64 network, because one
-/// IPv6 client usually controls a whole /64 and could otherwise take a fresh address per request.
+/// The key of per-client limits: an IPv4 address, or an IPv6 /64 network, because one IPv6
+/// client usually controls a whole /64 and could otherwise take a fresh address per request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ClientKey(IpAddr);
 

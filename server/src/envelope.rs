@@ -23,11 +23,11 @@ pub const INTEGER_FIELDS: [&str; 4] = ["v", "iter", "ks", "ts"];
 /// Optional fields that are short names when present.
 pub const NAME_FIELDS: [&str; 2] = ["mode", "cipher"];
 
-/// Most fields an envelope may have. SJCL writes ten; the margin admits a few fields that a
+/// Maximum fields of an envelope. SJCL writes ten; the margin admits a few fields that a
 /// newer client adds, which the relay passes on without looking at them.
 pub const MAX_FIELDS: usize = 16;
 
-/// Longest name field or other field value, in bytes.
+/// Maximum length of a name field or other field value, in bytes.
 pub const MAX_SHORT_VALUE: usize = 64;
 
 /// Error from checking an envelope.
@@ -66,8 +66,8 @@ pub fn check_and_compact(body: &[u8]) -> Result<Bytes, EnvelopeError> {
         })?;
     check_fields(&object)?;
 
-    // Serializing a map of JSON values only fails for non-string map keys, which a parsed
-    // object cannot have; the error path is kept instead of a panic all the same.
+    // Serializing a map of JSON values fails only for non-string map keys, which a parsed
+    // object cannot have. The error is still returned rather than unwrapped.
     let compact = serde_json::to_vec(&object).map_err(|e| EnvelopeError::NotJsonObject {
         reason: e.to_string(),
     })?;

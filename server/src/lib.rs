@@ -11,7 +11,7 @@
 //! - [`client`]: the client address behind trusted proxies, and the key limits count against.
 //! - [`limits`]: concurrent stream limits and per-client token buckets.
 //! - [`routes`]: the HTTP endpoints, their errors and the security headers on every response.
-//! - [`channel`]: validated channel ids, the only name of a room the server sees.
+//! - [`channel`]: validated channel ids, the only name of a room the server receives.
 //! - [`envelope`]: the shape check and one-line re-encoding of a published envelope.
 //! - [`broker`]: fan-out, history, subscriber counts and delivery figures behind one small
 //!   interface, so that a broker shared between processes can stand beside the in-process one.

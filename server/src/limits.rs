@@ -114,7 +114,7 @@ impl Drop for StreamPermit {
     }
 }
 
-/// Most clients with their own token bucket. Past it, new clients share one bucket, so the
+/// Maximum clients with their own token bucket. Past it, new clients share one bucket, so the
 /// table stays bounded however many addresses send requests.
 const MAX_TRACKED_CLIENTS: usize = 100_000;
 

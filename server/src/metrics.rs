@@ -143,7 +143,7 @@ impl Figures {
     }
 }
 
-/// Where the figures come from. Cheap to clone.
+/// The sources of the figures, and the Prometheus registry that reads them. Cheap to clone.
 #[derive(Clone)]
 pub struct Metrics {
     source: Arc<Source>,
@@ -176,7 +176,8 @@ impl Source {
     }
 }
 
-/// Reads the figures at each scrape, so Prometheus sees the same values as `/stats`.
+/// A collector that reads the figures at each scrape, so `/metrics` returns the same values as
+/// `/stats`.
 #[derive(Debug)]
 struct SourceCollector(Arc<Source>);
 

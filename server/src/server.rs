@@ -23,7 +23,7 @@ use crate::routes::{self, AppState};
 /// blob files, and connections that publish, upload or get a 503.
 const RESERVED_FILES: u64 = 512;
 
-/// Most time between two sweeps for expired blobs.
+/// Maximum time between two sweeps for expired blobs.
 const MAX_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// A bound relay, ready to be awaited.
@@ -31,7 +31,8 @@ pub struct Relay {
     /// The server future; it resolves after the stop future given to [`start`] completes
     /// and the graceful shutdown has finished.
     pub server: Server,
-    /// The address actually bound, which tells the port when the config asked for port 0.
+    /// The address actually bound, which contains the chosen port when the config requested
+    /// port 0.
     pub addr: SocketAddr,
     /// Whether the relay serves HTTPS.
     pub tls: bool,

@@ -44,7 +44,7 @@ pub fn reset(reason: ResetReason) -> Bytes {
     ))
 }
 
-/// Why a reconnecting subscriber cannot be given exactly the events it missed.
+/// The reason a reconnecting subscriber cannot be given exactly the events it missed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResetReason {
     /// The last event id is not one this relay process issued on this channel, for example

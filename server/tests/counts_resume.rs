@@ -78,7 +78,7 @@ async fn counts_coalesce_during_join_burst() {
         "joins only: {counts:?}"
     );
 
-    // Everyone leaves; the last count the observer sees is exact.
+    // Everyone leaves, and the last count the observer receives is exact.
     drop(joined);
     let counts = counts_until(&mut observer, 1).await;
     assert_eq!(counts.last(), Some(&1));

@@ -64,7 +64,7 @@ async fn stream_limits_reject_beyond_maximum() {
             .contains("maximum per client")
     );
 
-    // Overall: the fifth stream of the relay gets 503, whoever asks.
+    // Overall: the fifth stream of the relay gets 503, from any client.
     let b1 = open_as("two", "192.0.2.2").await.unwrap();
     assert_eq!(b1.status(), StatusCode::OK);
     let overall = open_as("four", "192.0.2.3").await.unwrap();

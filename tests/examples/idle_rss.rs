@@ -1,8 +1,8 @@
 //! Measures the relay's resident memory per idle event stream.
 //!
-//! Starts a relay binary on a loopback port, opens a number of event streams in channels of
-//! four subscribers, waits until every stream has its opening count, and reports the growth of
-//! the relay's VmRSS divided by the number of streams. Usage:
+//! Starts a relay binary on a loopback port and opens event streams in channels of four
+//! subscribers. Once every stream has its opening count, it prints the growth of the relay's
+//! VmRSS divided by the number of streams. Usage:
 //!
 //! ```sh
 //! cargo build --release -p dropthat-server --bin dropthat

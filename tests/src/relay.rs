@@ -127,8 +127,8 @@ impl Relay {
     /// Sends `signal` to the relay process, which this harness started.
     pub fn signal(&self, signal: libc::c_int) {
         let pid = self.pid().expect("the relay is still running") as libc::pid_t;
-        // SAFETY: kill(2) takes a pid and a signal number and touches no memory; the pid is
-        // that of the child this struct spawned and has not yet reaped.
+        // SAFETY: kill(2) takes a pid and a signal number and touches no memory. The pid is
+        // that of the child this struct spawned, which is not reaped before `wait_exit`.
         let result = unsafe { libc::kill(pid, signal) };
         assert_eq!(result, 0, "kill({pid}, {signal}) failed");
     }

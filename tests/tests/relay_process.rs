@@ -18,7 +18,7 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
-/// An envelope with SJCL's fields whose ciphertext field is `ct`.
+/// Returns an envelope with SJCL's fields whose ciphertext field is `ct`.
 fn envelope(ct: &str) -> String {
     format!(
         r#"{{"iv":"tjp81jkAzUpW1bI9gLDDpg==","v":1,"iter":10000,"ks":128,"ts":64,"mode":"ccm","adata":"","cipher":"aes","salt":"Adsr7JkbK8A=","ct":"{ct}"}}"#

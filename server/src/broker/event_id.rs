@@ -1,9 +1,10 @@
 //! Event ids: `<epoch>-<sequence>`, unambiguous across restarts of the relay.
 //!
 //! The epoch is 64 random bits drawn when the broker starts, written as 16 lowercase hex
-//! digits; the sequence counts the events of that broker from 1, in decimal. An id from before
-//! a restart therefore never matches an id issued after it, so a client that reconnects to a
-//! restarted relay is told that its id is unknown instead of being given the wrong events.
+//! digits. The sequence counts the events of that broker from 1, in decimal. An id from before
+//! a restart matches no id issued after it (unless two random epochs collide, a chance of
+//! 2^-64), so a client that reconnects to a restarted relay is told that its id is unknown
+//! instead of being given the wrong events.
 
 use std::fmt;
 
@@ -14,7 +15,7 @@ pub struct EventId {
     pub sequence: u64,
 }
 
-/// Longest `Last-Event-ID` worth parsing: 16 hex digits, `-`, and 20 decimal digits.
+/// Maximum length of a `Last-Event-ID` worth parsing: 16 hex digits, `-`, and 20 decimal digits.
 pub const MAX_EVENT_ID_LEN: usize = 37;
 
 impl EventId {

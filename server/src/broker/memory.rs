@@ -35,7 +35,7 @@ pub struct BrokerSettings {
     pub keepalive: Duration,
     /// Frames a subscriber may have waiting before it counts as stalled and is dropped.
     pub queue_capacity: usize,
-    /// Most subscribers of one channel.
+    /// Maximum subscribers per channel.
     pub max_subscribers_per_channel: usize,
 }
 
@@ -201,8 +201,8 @@ impl Broker for MemoryBroker {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
-        // Every critical section leaves the map consistent (inserts, removes and pushes that
-        // cannot fail halfway), so a lock poisoned by a panic elsewhere is still safe to use.
+        // No critical section panics between two related updates (each is an insert, remove
+        // or push), so the state behind a lock poisoned by a panic elsewhere is consistent.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -378,8 +378,8 @@ impl Shared {
 }
 
 impl State {
-    /// Frees a channel that has neither subscribers nor history, or starts the retention time
-    /// of one that has only history.
+    /// Frees the channel if it has neither subscribers nor history. If it has only history,
+    /// starts its retention time instead.
     fn mark_if_idle(&mut self, name: &ChannelId, now: Instant) {
         let Some(channel) = self.channels.get_mut(name) else {
             return;

@@ -1,9 +1,9 @@
 //! Fan-out of events to the subscribers of a channel, with history for resuming, subscriber
 //! counts and the delivery figures.
 //!
-//! The routes only talk to a [`Broker`]. The in-process [`MemoryBroker`] is the one this relay
-//! runs; a broker that shares channels between relay processes through an external store
-//! implements the same trait, so the routes do not change when one is added. Events travel as
+//! The routes only talk to a [`Broker`]. This relay runs the in-process [`MemoryBroker`]. A
+//! broker that shares channels between relay processes through an external store would
+//! implement the same trait, so the routes need no change when one is added. Events travel as
 //! encoded server-sent event frames in [`Bytes`]: a broker encodes each event once and hands
 //! the same bytes to every subscriber's queue.
 //!

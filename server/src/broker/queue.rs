@@ -21,7 +21,7 @@ pub struct Frame {
     pub kind: FrameKind,
 }
 
-/// What a frame carries, for the delivery counters.
+/// The kind of content a frame carries, for the delivery counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameKind {
     /// A published event, with an id.
@@ -48,7 +48,7 @@ impl Frame {
     }
 }
 
-/// Why a queue ended.
+/// The reason a queue ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum End {
     /// The relay is shutting down: the stream ends cleanly after the frames already queued.
@@ -61,13 +61,13 @@ pub enum End {
 /// Error from [`QueueSender::push`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PushError {
-    /// The queue already holds its capacity of frames.
+    /// The queue already contains its capacity of frames.
     Full,
     /// The queue ended, or its receiver was dropped with the connection.
     Ended,
 }
 
-/// Creates a queue that holds at most `capacity` frames pushed with [`QueueSender::push`].
+/// Creates a queue that accepts at most `capacity` frames from [`QueueSender::push`].
 pub fn queue(capacity: usize) -> (QueueSender, QueueReceiver) {
     let slot = Arc::new(Slot {
         state: Mutex::new(State {
@@ -112,7 +112,7 @@ impl Slot {
 pub struct QueueSender(Arc<Slot>);
 
 impl QueueSender {
-    /// Queues `frame`, failing when the queue holds its capacity or has ended.
+    /// Queues `frame`, failing when the queue is at its capacity or has ended.
     pub fn push(&self, frame: Frame) -> Result<(), PushError> {
         let mut state = self.0.lock();
         if state.end.is_some() || state.receiver_dropped {

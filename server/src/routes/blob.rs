@@ -1,7 +1,7 @@
 //! `POST /blob/{channel}` stores an encrypted blob for a room; `GET /blob/{id}` serves it.
 //!
-//! The relay sees only ciphertext here too: the page encrypts a file before uploading it and
-//! sends the id to the room inside an encrypted message.
+//! The relay receives only ciphertext here too: the page encrypts a file before uploading it
+//! and sends the id to the room inside an encrypted message.
 
 use actix_files::NamedFile;
 use actix_web::http::header::{self, ContentDisposition, DispositionType};

@@ -87,8 +87,8 @@ fn last_event_id(request: &HttpRequest) -> Result<Option<String>, ApiError> {
     let from_header = request
         .headers()
         .get("last-event-id")
-        // An id that is not text cannot be one of ours; it still asks for a resume, and the
-        // broker answers it with a reset notice.
+        // A value that is not text cannot be one of the relay's ids. It still requests a
+        // resume, so it is passed on and the broker returns a reset notice for it.
         .map(|value| value.to_str().unwrap_or("?").to_owned());
     let id = match from_header {
         Some(id) => Some(id),

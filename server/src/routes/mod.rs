@@ -38,7 +38,7 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; \
 /// host for a year. Subdomains are left out, as they may be served by others.
 pub const STRICT_TRANSPORT_SECURITY: &str = "max-age=31536000";
 
-/// State shared by every route. Each HTTP worker holds a clone; the parts inside are shared.
+/// State shared by every route. Each HTTP worker has a clone, and the parts inside are shared.
 #[derive(Clone)]
 pub struct AppState {
     pub broker: Arc<dyn Broker>,
@@ -49,7 +49,7 @@ pub struct AppState {
     pub proxies: TrustedProxies,
     pub rejections: Arc<RejectionCounters>,
     pub metrics: Metrics,
-    /// Largest publish body, in bytes.
+    /// Maximum publish body size, in bytes.
     pub max_publish_bytes: usize,
     /// Whether log lines may name client addresses.
     pub log_client_addresses: bool,

@@ -1,7 +1,7 @@
 //! `POST /pub/{channel}`: publishes an encrypted envelope to a channel's subscribers.
 //!
-//! The relay cannot decrypt the envelope; it checks its shape and re-encodes it compactly,
-//! which puts it on one line so it fits one `data:` field (see [`crate::envelope`]).
+//! The relay cannot decrypt the envelope. It checks the envelope's shape and re-encodes it as
+//! compact JSON, which is one line and so fits one `data:` field (see [`crate::envelope`]).
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};

@@ -117,7 +117,7 @@ impl Drop for TestRelay {
     }
 }
 
-/// A plain HTTP client that keeps no idle connections, so each stream has its own.
+/// Builds a plain HTTP client that keeps no idle connections, so each stream has its own.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .pool_max_idle_per_host(0)
@@ -126,7 +126,7 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
-/// An envelope with SJCL's fields and `marker` in its ciphertext field.
+/// Returns an envelope with SJCL's fields and `marker` in its ciphertext field.
 pub fn envelope(marker: &str) -> String {
     format!(
         r#"{{"iv":"tjp81jkAzUpW1bI9gLDDpg==","v":1,"iter":10000,"ks":128,"ts":64,"mode":"ccm","adata":"","cipher":"aes","salt":"Adsr7JkbK8A=","ct":"{marker}"}}"#
