@@ -64,6 +64,7 @@ async fn counts_coalesce_during_join_burst() {
     }
     let counts = counts_until(&mut observer, 201).await;
     let elapsed = started.elapsed();
+    eprintln!("200 joins in {elapsed:?} reached the observer as counts {counts:?}");
 
     // At most one count per interval, plus one for a tick that began the burst.
     let allowed = (elapsed.as_millis() / interval.as_millis()) as usize + 2;
