@@ -26,6 +26,10 @@ use crate::sse::{self, ResetReason};
 #[derive(Debug, Clone)]
 pub struct BrokerSettings {
     /// Events each channel keeps for reconnecting subscribers.
+    ///
+    /// NOTE: history is bounded per channel by event count only, so one channel can keep up
+    /// to `history_len` times the publish size limit (3.2 MiB at the defaults), and there is
+    /// no byte budget over all channels.
     pub history_len: usize,
     /// How long a channel keeps its history after its last subscriber leaves.
     pub history_retention: Duration,
