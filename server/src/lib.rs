@@ -2,20 +2,33 @@
 //! the members of a room without being able to read them.
 //!
 //! A browser subscribes to a channel with server-sent events and publishes ciphertext with a
-//! POST; the server fans each message out to the channel's subscribers. The parts, in the order a
-//! message flows through them:
+//! POST; the server fans each message out to the channel's subscribers and keeps a short history
+//! for those that reconnect. Encrypted files go through the blob store. The parts, in the order
+//! a message flows through them:
 //!
-//! - [`config`]: command-line flags and environment variables.
-//! - [`channel`]: validated channel ids, the only name of a room the server sees.
+//! - [`config`]: command-line flags, environment variables, and the TLS files they name.
+//! - [`connection`]: the socket of each accepted connection, to disconnect stalled readers.
+//! - [`client`]: the client address behind trusted proxies, and the key limits count against.
+//! - [`limits`]: concurrent stream limits and per-client token buckets.
 //! - [`routes`]: the HTTP endpoints, their errors and the security headers on every response.
-//! - [`broker`]: fan-out and subscriber counts behind one small interface, so that a broker
-//!   shared between processes can stand beside the in-process one.
+//! - [`channel`]: validated channel ids, the only name of a room the server receives.
+//! - [`envelope`]: the shape check and one-line re-encoding of a published envelope.
+//! - [`broker`]: fan-out, history, subscriber counts and delivery figures behind one small
+//!   interface, so that a broker shared between processes can stand beside the in-process one.
 //! - [`sse`]: encoding of server-sent event frames.
+//! - [`blob`]: encrypted blobs on disk, with expiry and a quota.
+//! - [`metrics`]: the figures behind `/stats` and `/metrics`.
 //! - [`server`]: builds and starts the HTTP server from a [`config::Config`].
 
+pub mod blob;
 pub mod broker;
 pub mod channel;
+pub mod client;
 pub mod config;
+pub mod connection;
+pub mod envelope;
+pub mod limits;
+pub mod metrics;
 pub mod routes;
 pub mod server;
 pub mod sse;

@@ -1,13 +1,16 @@
-//! The `dropthat` binary: parses flags, sets up logging and runs the relay until a signal.
+//! The `dropthat` binary: parses flags, sets up logging and runs the relay until SIGTERM or
+//! Ctrl-C, then shuts it down gracefully and exits 0.
 
 use std::io::IsTerminal;
+use std::process::ExitCode;
 
 use clap::Parser;
 use dropthat_server::config::Config;
+use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
 #[actix_web::main]
-async fn main() -> std::io::Result<()> {
+async fn main() -> ExitCode {
     let config = Config::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -17,9 +20,38 @@ async fn main() -> std::io::Result<()> {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
 
-    let relay = dropthat_server::server::start(&config)?;
-    tracing::info!(address = %relay.addr, www = %config.www.display(), "dropthat relay listening");
-    relay.server.await?;
+    let (mut terminate, mut interrupt) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(terminate), Ok(interrupt)) => (terminate, interrupt),
+        (Err(error), _) | (_, Err(error)) => {
+            tracing::error!(%error, "cannot install the signal handlers");
+            return ExitCode::FAILURE;
+        }
+    };
+    let stop = async move {
+        let name = tokio::select! {
+            _ = terminate.recv() => "SIGTERM",
+            _ = interrupt.recv() => "SIGINT",
+        };
+        tracing::info!(signal = name, "stop signal received");
+    };
+
+    let relay = match dropthat_server::server::start(&config, stop) {
+        Ok(relay) => relay,
+        Err(error) => {
+            tracing::error!(%error, "dropthat relay failed to start");
+            return ExitCode::FAILURE;
+        }
+    };
+    let scheme = if relay.tls { "https" } else { "http" };
+    tracing::info!(address = %relay.addr, scheme, www = %config.www.display(), "dropthat relay listening");
+
+    if let Err(error) = relay.server.await {
+        tracing::error!(%error, "dropthat relay failed");
+        return ExitCode::FAILURE;
+    }
     tracing::info!("dropthat relay stopped");
-    Ok(())
+    ExitCode::SUCCESS
 }

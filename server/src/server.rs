@@ -1,29 +1,69 @@
-//! Builds the HTTP server from a [`Config`] and binds it.
+//! Builds the relay from a [`Config`]: raises the open-file limit and sizes the stream limit
+//! below it, opens the blob store, starts the broker, binds plain HTTP or TLS, and wires the
+//! graceful shutdown.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer};
 
-use crate::broker::MemoryBroker;
-use crate::config::Config;
+use crate::blob::{self, BlobError, BlobSettings, BlobStore};
+use crate::broker::{Broker, MemoryBroker};
+use crate::config::{Config, ConfigError};
+use crate::connection;
+use crate::limits::{RateLimiter, StreamLimiter};
+use crate::metrics::{Metrics, RejectionCounters};
 use crate::routes::{self, AppState};
 
-/// Seconds the server waits for open connections after a stop signal before closing them.
-const SHUTDOWN_TIMEOUT_SECS: u64 = 5;
+/// Open files kept free for everything that is not an event stream: listeners, log output,
+/// blob files, and connections that publish, upload or get a 503.
+const RESERVED_FILES: u64 = 512;
+
+/// Maximum time between two sweeps for expired blobs.
+const MAX_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// A bound relay, ready to be awaited.
 pub struct Relay {
-    /// The server future; it resolves after a stop signal or [`actix_web::dev::ServerHandle::stop`].
+    /// The server future; it resolves after the stop future given to [`start`] completes
+    /// and the graceful shutdown has finished.
     pub server: Server,
-    /// The address actually bound, which tells the port when the config asked for port 0.
+    /// The address actually bound, which contains the chosen port when the config requested
+    /// port 0.
     pub addr: SocketAddr,
+    /// Whether the relay serves HTTPS.
+    pub tls: bool,
+    /// The overall event stream limit in force.
+    pub max_streams: usize,
 }
 
-/// Binds the listener and builds the server, without starting to serve yet.
-pub fn start(config: &Config) -> io::Result<Relay> {
+/// Error from starting the relay.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+
+    #[error("cannot open the blob store: {0}")]
+    Blob(#[from] BlobError),
+
+    #[error("the operating system's random source failed: {0}")]
+    Random(#[from] getrandom::Error),
+
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: io::Error },
+}
+
+/// Binds the listener and builds the server, without starting to serve yet. Must be called
+/// inside an actix system. When `stop` completes, every event stream ends, the listener
+/// closes, and requests in progress (blob uploads among them) get `--shutdown-timeout` to
+/// finish.
+pub fn start(
+    config: &Config,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> Result<Relay, StartError> {
     if !config.www.join("index.html").is_file() {
         tracing::warn!(
             www = %config.www.display(),
@@ -31,22 +71,142 @@ pub fn start(config: &Config) -> io::Result<Relay> {
         );
     }
 
+    let open_files = raise_open_file_limit();
+    let max_streams = stream_limit(config.max_streams, open_files);
+    let workers = config.workers.map_or_else(default_workers, usize::from);
+    // Per worker, so that all workers together stay below the open-file limit but still
+    // accept connections beyond the stream limit, which then get a 503 instead of waiting.
+    let connections_per_worker = (open_files.saturating_sub(64) as usize / workers).max(1);
+    tracing::info!(open_files, max_streams, workers, "limits set");
+
+    let tls = config.tls()?;
+    let broker: Arc<dyn Broker> = Arc::new(MemoryBroker::new(config.broker_settings())?);
+    let blobs = BlobStore::open(BlobSettings {
+        dir: config.data_dir.clone(),
+        max_size: config.max_blob_bytes,
+        quota: config.blob_quota_bytes,
+        expiry: config.blob_expiry,
+    })?;
+    let sweep_interval =
+        (config.blob_expiry / 4).clamp(Duration::from_millis(100), MAX_SWEEP_INTERVAL);
+    tokio::spawn(blob::sweep_periodically(blobs.clone(), sweep_interval));
+
+    let rejections = Arc::new(RejectionCounters::default());
     let state = AppState {
-        broker: Arc::new(MemoryBroker::new()),
-        keepalive: config.keepalive(),
+        broker: broker.clone(),
+        blobs: blobs.clone(),
+        streams: Arc::new(StreamLimiter::new(
+            max_streams,
+            config.max_streams_per_client as usize,
+        )),
+        publish_rate: Arc::new(RateLimiter::new(
+            "publish",
+            config.publish_rate,
+            config.publish_burst,
+        )),
+        upload_rate: Arc::new(RateLimiter::new(
+            "upload",
+            config.upload_rate,
+            config.upload_burst,
+        )),
+        proxies: config.trusted_proxies(),
+        rejections: rejections.clone(),
+        metrics: Metrics::new(broker.clone(), blobs, rejections),
+        max_publish_bytes: config.max_publish_bytes as usize,
+        log_client_addresses: config.log_client_addresses,
     };
+
+    let serves_tls = tls.is_some();
     let www = config.www.clone();
+    let shutdown = async move {
+        stop.await;
+        tracing::info!("shutting down: closing event streams and the listener");
+        broker.close();
+    };
     let http = HttpServer::new(move || {
         App::new()
-            .wrap(routes::security_headers())
+            .wrap(routes::security_headers(serves_tls))
             .configure(|cfg| routes::configure(cfg, state.clone(), &www))
     })
-    .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
-    .bind(config.listen)?;
+    .workers(workers)
+    .max_connections(connections_per_worker)
+    .on_connect(connection::record_socket)
+    // A subscriber that closes its end is gone: without this, actix treats the EOF as a
+    // half-close and notices only when a later keepalive write fails, so counts would lag.
+    .h1_allow_half_closed(false)
+    .shutdown_signal(shutdown)
+    .shutdown_timeout(config.shutdown_timeout.as_secs().max(1));
+
+    let bind_error = |source| StartError::Bind {
+        addr: config.listen,
+        source,
+    };
+    let http = match tls {
+        Some(tls) => http.bind_rustls_0_23(config.listen, tls),
+        None => http.bind(config.listen),
+    }
+    .map_err(bind_error)?;
 
     let addr = http.addrs()[0];
     Ok(Relay {
         server: http.run(),
         addr,
+        tls: serves_tls,
+        max_streams,
     })
+}
+
+/// Raises the soft limit on open files to the hard limit and returns the limit in force.
+fn raise_open_file_limit() -> u64 {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => {
+            tracing::info!(limit, "open-file limit raised to the hard limit");
+            limit
+        }
+        Err(error) => {
+            let current = rlimit::Resource::NOFILE
+                .get()
+                .map_or(1024, |(soft, _)| soft);
+            tracing::warn!(%error, limit = current, "cannot raise the open-file limit");
+            current
+        }
+    }
+}
+
+/// Returns the overall stream limit: the configured one, capped so that streams leave
+/// [`RESERVED_FILES`] descriptors free (half the limit, when it is small).
+fn stream_limit(configured: Option<u32>, open_files: u64) -> usize {
+    let reserve = RESERVED_FILES.min(open_files / 2);
+    let ceiling = usize::try_from(open_files - reserve)
+        .unwrap_or(usize::MAX)
+        .max(1);
+    match configured {
+        Some(wanted) if wanted as usize > ceiling => {
+            tracing::warn!(
+                wanted,
+                ceiling,
+                "--max-streams is above what the open-file limit allows; using the ceiling"
+            );
+            ceiling
+        }
+        Some(wanted) => wanted as usize,
+        None => ceiling,
+    }
+}
+
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_limit_stays_below_open_files() {
+        assert_eq!(stream_limit(None, 20_000), 19_488);
+        assert_eq!(stream_limit(Some(100), 20_000), 100);
+        assert_eq!(stream_limit(Some(50_000), 20_000), 19_488);
+        assert_eq!(stream_limit(None, 256), 128);
+    }
 }

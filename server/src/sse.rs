@@ -1,7 +1,7 @@
 //! Encoding of server-sent event frames (the `text/event-stream` format).
 //!
 //! Each function returns one complete frame, ending in a blank line, ready to be written as is.
-//! Callers pass data that contains no line breaks; [`data`] checks it, because a raw `\n` or
+//! Callers pass data that contains no line breaks; [`event`] checks it, because a raw `\n` or
 //! `\r` would end the event early and let the rest of the line inject fields of its own.
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -13,13 +13,18 @@ pub struct LineBreakInData {
     pub position: usize,
 }
 
-/// Encodes an unnamed event: `data: <payload>`.
-pub fn data(payload: &[u8]) -> Result<Bytes, LineBreakInData> {
+/// Encodes an unnamed event with an id: `id: <id>` then `data: <payload>`.
+///
+/// `id` is one of the relay's event ids, which contain only ASCII letters, digits and `-`.
+pub fn event(id: &str, payload: &[u8]) -> Result<Bytes, LineBreakInData> {
     if let Some(position) = payload.iter().position(|b| *b == b'\n' || *b == b'\r') {
         return Err(LineBreakInData { position });
     }
-    let mut frame = BytesMut::with_capacity(payload.len() + 8);
-    frame.put_slice(b"data: ");
+    debug_assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    let mut frame = BytesMut::with_capacity(id.len() + payload.len() + 13);
+    frame.put_slice(b"id: ");
+    frame.put_slice(id.as_bytes());
+    frame.put_slice(b"\ndata: ");
     frame.put_slice(payload);
     frame.put_slice(b"\n\n");
     Ok(frame.freeze())
@@ -28,6 +33,35 @@ pub fn data(payload: &[u8]) -> Result<Bytes, LineBreakInData> {
 /// Encodes a subscriber-count event: `event: count` with `data: count=N`.
 pub fn count(subscribers: usize) -> Bytes {
     Bytes::from(format!("event: count\ndata: count={subscribers}\n\n"))
+}
+
+/// Encodes the notice that some events may be missing after a reconnect:
+/// `event: reset` with `data: reason=<reason>`.
+pub fn reset(reason: ResetReason) -> Bytes {
+    Bytes::from(format!(
+        "event: reset\ndata: reason={}\n\n",
+        reason.as_str()
+    ))
+}
+
+/// The reason a reconnecting subscriber cannot be given exactly the events it missed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetReason {
+    /// The last event id is not one this relay process issued on this channel, for example
+    /// one from before a restart, or the channel's history expired.
+    UnknownId,
+    /// The id is from this channel, but events after it have already left the history.
+    TooOld,
+}
+
+impl ResetReason {
+    /// Returns the reason as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UnknownId => "unknown-id",
+            Self::TooOld => "too-old",
+        }
+    }
 }
 
 /// Encodes the reconnection delay hint that opens every stream.
@@ -43,14 +77,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn data_frame_is_one_line() {
-        assert_eq!(&data(b"{\"a\":1}").unwrap()[..], b"data: {\"a\":1}\n\n");
+    fn event_frame_has_id_and_data() {
+        assert_eq!(
+            &event("e1-7", b"{\"a\":1}").unwrap()[..],
+            b"id: e1-7\ndata: {\"a\":1}\n\n"
+        );
     }
 
     #[test]
-    fn data_rejects_line_breaks() {
-        assert_eq!(data(b"a\nb"), Err(LineBreakInData { position: 1 }));
-        assert_eq!(data(b"ab\r"), Err(LineBreakInData { position: 2 }));
+    fn event_rejects_line_breaks() {
+        assert_eq!(event("1", b"a\nb"), Err(LineBreakInData { position: 1 }));
+        assert_eq!(event("1", b"ab\r"), Err(LineBreakInData { position: 2 }));
+    }
+
+    #[test]
+    fn reset_frame_names_reason() {
+        assert_eq!(
+            &reset(ResetReason::TooOld)[..],
+            b"event: reset\ndata: reason=too-old\n\n"
+        );
     }
 
     #[test]

@@ -2,8 +2,8 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::Stdio;
-use std::sync::OnceLock;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -47,21 +47,31 @@ pub fn www_dir() -> PathBuf {
     dir
 }
 
-/// A running relay process, killed when dropped.
+/// A running relay process with its own data directory, killed when dropped.
 pub struct Relay {
     child: Child,
     /// The address the relay bound.
     pub addr: SocketAddr,
+    logs: Arc<Mutex<Vec<String>>>,
+    _data: tempfile::TempDir,
 }
 
 impl Relay {
     /// Starts the relay on `127.0.0.1:0` serving the built page, with extra `args`.
     pub async fn start(args: &[&str]) -> Self {
+        Self::start_logging(args, "info").await
+    }
+
+    /// Starts the relay with `RUST_LOG` set to `filter`.
+    pub async fn start_logging(args: &[&str], filter: &str) -> Self {
+        let data = tempfile::tempdir().expect("relay data directory");
         let mut child = Command::new(binary())
             .args(["--listen", "127.0.0.1:0", "--www"])
             .arg(www_dir())
+            .arg("--data-dir")
+            .arg(data.path())
             .args(args)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", filter)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
@@ -70,9 +80,12 @@ impl Relay {
 
         let stderr = child.stderr.take().expect("stderr is piped");
         let mut lines = BufReader::new(stderr).lines();
+        let logs = Arc::new(Mutex::new(Vec::new()));
         let addr = tokio::time::timeout(Duration::from_secs(30), async {
             while let Some(line) = lines.next_line().await.expect("reading relay logs") {
-                if let Some(addr) = listening_address(&line) {
+                let addr = listening_address(&line);
+                logs.lock().expect("log lock").push(line);
+                if let Some(addr) = addr {
                     return addr;
                 }
             }
@@ -82,8 +95,18 @@ impl Relay {
         .expect("the relay did not report its address within 30 s");
 
         // Keep draining the log so the relay never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self { child, addr }
+        let sink = logs.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                sink.lock().expect("log lock").push(line);
+            }
+        });
+        Self {
+            child,
+            addr,
+            logs,
+            _data: data,
+        }
     }
 
     /// Returns `http://<addr><path>`.
@@ -94,6 +117,40 @@ impl Relay {
     /// Returns the relay's process id.
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
+    }
+
+    /// Returns the log lines written so far.
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().expect("log lock").clone()
+    }
+
+    /// Sends `signal` to the relay process, which this harness started.
+    pub fn signal(&self, signal: libc::c_int) {
+        let pid = self.pid().expect("the relay is still running") as libc::pid_t;
+        // SAFETY: kill(2) takes a pid and a signal number and touches no memory. The pid is
+        // that of the child this struct spawned, which is not reaped before `wait_exit`.
+        let result = unsafe { libc::kill(pid, signal) };
+        assert_eq!(result, 0, "kill({pid}, {signal}) failed");
+    }
+
+    /// Waits up to `timeout` for the relay to exit and returns its status.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        tokio::time::timeout(timeout, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("the relay did not exit within {timeout:?}"))
+            .expect("waiting for the relay")
+    }
+
+    /// Returns the relay's resident memory in KiB, from `/proc/<pid>/status`.
+    pub fn rss_kib(&self) -> u64 {
+        let pid = self.pid().expect("the relay is still running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .expect("reading the relay's /proc status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("a VmRSS line in /proc status")
     }
 }
 

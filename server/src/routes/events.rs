@@ -5,53 +5,114 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use actix_web::http::header;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use futures_util::Stream;
-use tokio::time::{Interval, MissedTickBehavior};
+use serde::Deserialize;
 
 use super::AppState;
 use super::error::ApiError;
-use crate::broker::Subscription;
+use crate::broker::event_id::MAX_EVENT_ID_LEN;
+use crate::broker::{SubscribeRequest, Subscription};
 use crate::channel::ChannelId;
+use crate::client::ClientKey;
+use crate::connection::ConnectionSocket;
+use crate::limits::StreamPermit;
 use crate::sse;
 
 /// Reconnection delay suggested to browsers, in milliseconds.
 pub const RETRY_MILLIS: u64 = 2_000;
 
+/// The query parameters of a subscription.
+#[derive(Deserialize)]
+struct ResumeQuery {
+    /// The last event id, for clients that open a new EventSource instead of letting the
+    /// browser reconnect (which sends the `Last-Event-ID` header).
+    #[serde(rename = "lastEventId")]
+    last_event_id: Option<String>,
+}
+
 /// Opens an event stream on a channel.
 pub async fn subscribe(
     state: web::Data<AppState>,
     channel: web::Path<String>,
+    request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let channel = ChannelId::parse(&channel)?;
-    let subscription = state.broker.subscribe(channel).await?;
+    let last_event_id = last_event_id(&request)?;
 
-    let mut keepalive = tokio::time::interval_at(
-        tokio::time::Instant::now() + state.keepalive,
-        state.keepalive,
-    );
-    keepalive.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let address = state.client_address(&request);
+    let permit = state
+        .streams
+        .acquire(address.map(ClientKey::of))
+        .map_err(|e| match address {
+            Some(address) => state.rejected(e, address),
+            None => ApiError::Limit(e),
+        })?;
+
+    let subscription = state
+        .broker
+        .subscribe(SubscribeRequest {
+            channel: channel.clone(),
+            last_event_id,
+        })
+        .await?;
+    if let Some(socket) = request.conn_data::<ConnectionSocket>() {
+        subscription.set_closer(socket.closer());
+    }
+    match (state.log_client_addresses, address) {
+        (true, Some(client)) => tracing::debug!(%channel, %client, "event stream opened"),
+        _ => tracing::debug!(%channel, "event stream opened"),
+    }
+
     let stream = EventStream {
         opening: Some(sse::retry(RETRY_MILLIS)),
         subscription,
-        keepalive,
+        _permit: permit,
     };
-
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header((header::CACHE_CONTROL, "no-cache, no-store"))
         // Tells nginx and similar proxies not to buffer the stream.
         .insert_header(("X-Accel-Buffering", "no"))
+        // The connection closes with the stream, so a relay that ends streams for a shutdown
+        // keeps no idle connections open and the browser reconnects on a new one.
+        .force_close()
         .streaming(stream))
 }
 
-/// The body of one subscriber's response: the opening frame, then the broker's frames with
-/// keepalive comments in idle periods. Dropping it ends the subscription.
+/// Returns the id a reconnecting client last saw: the `Last-Event-ID` header, or else the
+/// `lastEventId` query parameter. An empty value counts as none.
+fn last_event_id(request: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let from_header = request
+        .headers()
+        .get("last-event-id")
+        // A value that is not text cannot be one of the relay's ids. It still requests a
+        // resume, so it is passed on and the broker returns a reset notice for it.
+        .map(|value| value.to_str().unwrap_or("?").to_owned());
+    let id = match from_header {
+        Some(id) => Some(id),
+        None => {
+            web::Query::<ResumeQuery>::from_query(request.query_string())
+                .map_err(|e| ApiError::InvalidQuery {
+                    reason: e.to_string(),
+                })?
+                .into_inner()
+                .last_event_id
+        }
+    };
+    // Ids longer than any the relay issues are cut: they stay unknown, at bounded cost.
+    Ok(id
+        .filter(|id| !id.is_empty())
+        .map(|id| id.chars().take(MAX_EVENT_ID_LEN + 1).collect()))
+}
+
+/// The body of one subscriber's response: the retry hint, then the broker's frames. Dropping
+/// it ends the subscription and releases the stream's place in the limits.
 struct EventStream {
     opening: Option<Bytes>,
     subscription: Subscription,
-    keepalive: Interval,
+    _permit: StreamPermit,
 }
 
 impl Stream for EventStream {
@@ -61,20 +122,10 @@ impl Stream for EventStream {
         if let Some(frame) = self.opening.take() {
             return Poll::Ready(Some(Ok(frame)));
         }
-
-        match self.subscription.frames.poll_recv(cx) {
-            Poll::Ready(Some(frame)) => {
-                self.keepalive.reset();
-                return Poll::Ready(Some(Ok(frame)));
-            }
-            // The broker dropped this subscriber as stalled: end the response.
-            Poll::Ready(None) => return Poll::Ready(None),
-            Poll::Pending => {}
-        }
-
-        match self.keepalive.poll_tick(cx) {
-            Poll::Ready(_) => Poll::Ready(Some(Ok(sse::KEEPALIVE))),
-            Poll::Pending => Poll::Pending,
-        }
+        // actix polls again at once after each frame and gathers everything ready into one
+        // write, so frames that queued up while the socket was busy leave together.
+        Pin::new(&mut self.subscription)
+            .poll_next(cx)
+            .map(|frame| frame.map(Ok))
     }
 }

@@ -2,20 +2,31 @@
 //!
 //! - `GET /sub/{channel}`: the channel's events as a server-sent event stream ([`events`]).
 //! - `POST /pub/{channel}`: publishes an encrypted envelope to the channel ([`publish`]).
+//! - `POST /blob/{channel}` and `GET /blob/{id}`: stores and serves encrypted blobs ([`blob`]).
+//! - `GET /healthz`, `/stats` and `/metrics`: liveness and figures ([`ops`]).
 //! - everything else: the built web page from the `--www` directory.
 
+pub mod blob;
 pub mod error;
 pub mod events;
+pub mod ops;
 pub mod publish;
 
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use actix_web::middleware::DefaultHeaders;
-use actix_web::web;
+use actix_web::{HttpRequest, web};
 
+use crate::blob::BlobStore;
 use crate::broker::Broker;
+use crate::client::{ClientKey, TrustedProxies};
+use crate::limits::{LimitError, RateLimiter, StreamLimiter};
+use crate::metrics::{Metrics, RejectionCounters};
+use error::ApiError;
 
 /// Content-Security-Policy of every response: scripts only from this origin, WebAssembly
 /// compilation allowed, nothing inline, no framing.
@@ -23,19 +34,75 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; \
     script-src 'self' 'wasm-unsafe-eval'; img-src 'self' blob: data:; connect-src 'self'; \
     frame-ancestors 'none'; base-uri 'none'";
 
-/// State shared by every route, cloned into each HTTP worker.
+/// Strict-Transport-Security when the relay serves TLS itself: browsers use HTTPS for this
+/// host for a year. Subdomains are left out, as they may be served by others.
+pub const STRICT_TRANSPORT_SECURITY: &str = "max-age=31536000";
+
+/// State shared by every route. Each HTTP worker has a clone, and the parts inside are shared.
 #[derive(Clone)]
 pub struct AppState {
     pub broker: Arc<dyn Broker>,
-    pub keepalive: Duration,
+    pub blobs: BlobStore,
+    pub streams: Arc<StreamLimiter>,
+    pub publish_rate: Arc<RateLimiter>,
+    pub upload_rate: Arc<RateLimiter>,
+    pub proxies: TrustedProxies,
+    pub rejections: Arc<RejectionCounters>,
+    pub metrics: Metrics,
+    /// Maximum publish body size, in bytes.
+    pub max_publish_bytes: usize,
+    /// Whether log lines may name client addresses.
+    pub log_client_addresses: bool,
 }
 
-/// Headers added to every response, unless a route set them itself.
-pub fn security_headers() -> DefaultHeaders {
-    DefaultHeaders::new()
+impl AppState {
+    /// Returns the client address of `request`, after trusted proxies.
+    pub fn client_address(&self, request: &HttpRequest) -> Option<IpAddr> {
+        self.proxies.client_address(request)
+    }
+
+    /// Takes a token from `limiter` for the client of `request`, counting a rejection.
+    fn check_rate(&self, limiter: &RateLimiter, request: &HttpRequest) -> Result<(), ApiError> {
+        let Some(address) = self.client_address(request) else {
+            return Ok(());
+        };
+        limiter
+            .check(ClientKey::of(address), Instant::now())
+            .map_err(|e| self.rejected(e, address))
+    }
+
+    /// Counts and logs a request rejected by a limit.
+    fn rejected(&self, error: LimitError, address: IpAddr) -> ApiError {
+        let counter = match error {
+            LimitError::RateLimited { .. } => &self.rejections.requests_rate_limited,
+            LimitError::TooManyStreams { .. } | LimitError::TooManyClientStreams { .. } => {
+                &self.rejections.streams_rejected
+            }
+        };
+        let previous = counter.fetch_add(1, Ordering::Relaxed);
+        // The first rejection and then every thousandth is logged, so a flood cannot flood
+        // the log too.
+        if previous % 1000 == 0 {
+            if self.log_client_addresses {
+                tracing::info!(%error, client = %address, rejected = previous + 1, "request rejected by a limit");
+            } else {
+                tracing::info!(%error, rejected = previous + 1, "request rejected by a limit");
+            }
+        }
+        ApiError::Limit(error)
+    }
+}
+
+/// Headers added to every response, unless a route set them itself; `tls` adds HSTS.
+pub fn security_headers(tls: bool) -> DefaultHeaders {
+    let headers = DefaultHeaders::new()
         .add(("Content-Security-Policy", CONTENT_SECURITY_POLICY))
         .add(("X-Content-Type-Options", "nosniff"))
-        .add(("Referrer-Policy", "no-referrer"))
+        .add(("Referrer-Policy", "no-referrer"));
+    if tls {
+        return headers.add(("Strict-Transport-Security", STRICT_TRANSPORT_SECURITY));
+    }
+    headers
 }
 
 /// Registers the relay's routes, with the web page from `www` as the fallback.
@@ -43,6 +110,14 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState, www: &Path) {
     cfg.app_data(web::Data::new(state))
         .service(web::resource("/sub/{channel}").route(web::get().to(events::subscribe)))
         .service(web::resource("/pub/{channel}").route(web::post().to(publish::publish)))
+        .service(
+            web::resource("/blob/{name}")
+                .route(web::post().to(blob::upload))
+                .route(web::get().to(blob::download)),
+        )
+        .service(web::resource("/healthz").route(web::get().to(ops::healthz)))
+        .service(web::resource("/stats").route(web::get().to(ops::stats)))
+        .service(web::resource("/metrics").route(web::get().to(ops::metrics)))
         .service(
             actix_files::Files::new("/", www)
                 .index_file("index.html")

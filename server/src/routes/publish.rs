@@ -1,7 +1,7 @@
 //! `POST /pub/{channel}`: publishes an encrypted envelope to a channel's subscribers.
 //!
-//! The relay cannot decrypt the envelope; it only checks that the body is a JSON object and
-//! re-encodes it compactly, which puts it on one line so it fits one `data:` field.
+//! The relay cannot decrypt the envelope. It checks the envelope's shape and re-encodes it as
+//! compact JSON, which is one line and so fits one `data:` field (see [`crate::envelope`]).
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -12,13 +12,13 @@ use serde::Serialize;
 use super::AppState;
 use super::error::ApiError;
 use crate::channel::ChannelId;
-
-/// Largest request body accepted, in bytes: a chat message envelope is far smaller.
-pub const MAX_BODY: usize = 32 * 1024;
+use crate::envelope;
 
 /// The 202 response body.
 #[derive(Serialize)]
 struct Accepted {
+    /// The event's id, as subscribers see it in the `id:` field.
+    id: String,
     /// Number of subscribers the event was queued for.
     queued: usize,
 }
@@ -31,12 +31,23 @@ pub async fn publish(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let channel = ChannelId::parse(&channel)?;
+    state.check_rate(&state.publish_rate, &request)?;
     check_content_type(&request)?;
-    let body = read_body(payload, MAX_BODY).await?;
-    let event = compact_json_object(&body)?;
+    let limit = state.max_publish_bytes;
+    if let Some(declared) = content_length(&request)?
+        && declared > limit as u64
+    {
+        return Err(ApiError::PayloadTooLarge {
+            actual: declared,
+            limit: limit as u64,
+        });
+    }
+    let body = read_body(payload, limit).await?;
+    let event = envelope::check_and_compact(&body)?;
 
     let published = state.broker.publish(channel, event).await?;
     Ok(HttpResponse::Accepted().json(Accepted {
+        id: published.id,
         queued: published.queued,
     }))
 }
@@ -56,6 +67,19 @@ fn check_content_type(request: &HttpRequest) -> Result<(), ApiError> {
     })
 }
 
+/// Returns the request's Content-Length, if it sent one.
+pub(super) fn content_length(request: &HttpRequest) -> Result<Option<u64>, ApiError> {
+    let Some(value) = request.headers().get(header::CONTENT_LENGTH) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .map(Some)
+        .ok_or(ApiError::InvalidContentLength)
+}
+
 /// Reads the body, stopping as soon as it exceeds `limit` bytes.
 async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Bytes, ApiError> {
     let mut body = BytesMut::new();
@@ -65,24 +89,11 @@ async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Bytes, Api
         })?;
         if body.len() + chunk.len() > limit {
             return Err(ApiError::PayloadTooLarge {
-                actual: body.len() + chunk.len(),
-                limit,
+                actual: (body.len() + chunk.len()) as u64,
+                limit: limit as u64,
             });
         }
         body.extend_from_slice(&chunk);
     }
     Ok(body.freeze())
-}
-
-/// Parses `body` as a JSON object and returns it re-encoded without whitespace. serde_json
-/// escapes control characters inside strings, so the result never contains a raw line break.
-fn compact_json_object(body: &[u8]) -> Result<Bytes, ApiError> {
-    let value: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(body).map_err(|e| ApiError::InvalidEnvelope {
-            reason: format!("the body is not a JSON object: {e}"),
-        })?;
-    let compact = serde_json::to_vec(&value).map_err(|e| ApiError::InvalidEnvelope {
-        reason: e.to_string(),
-    })?;
-    Ok(Bytes::from(compact))
 }

@@ -1,0 +1,331 @@
+//! The relay's HTTP API over real connections: status codes and messages for bad requests,
+//! publishing through to subscribers, injection attempts, headers, health and figures.
+
+mod common;
+
+use common::{EventReader, TestRelay, client, envelope, publish};
+use dropthat_server::routes::CONTENT_SECURITY_POLICY;
+use reqwest::StatusCode;
+
+fn header(response: &reqwest::Response, name: &str) -> String {
+    response
+        .headers()
+        .get(name)
+        .unwrap_or_else(|| panic!("no {name} header on {}", response.url()))
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[actix_rt::test]
+async fn subscribe_rejects_invalid_channels() {
+    let relay = TestRelay::start(&[]).await;
+    let client = client();
+    let too_long = "a".repeat(65);
+    let cases = [
+        ("a.b", "'.'"),
+        ("a%20b", "' '"),
+        ("%C3%A9t%C3%A9", "'é'"),
+        (too_long.as_str(), "65 characters"),
+    ];
+    for (channel, expected) in cases {
+        let response = client
+            .get(relay.url(&format!("/sub/{channel}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{channel}");
+        let text = response.text().await.unwrap();
+        assert!(text.starts_with("invalid channel id"), "{channel}: {text}");
+        assert!(text.contains(expected), "{channel}: {text}");
+    }
+    let longest = "a".repeat(64);
+    let mut accepted = EventReader::open(&client, &relay, &longest).await;
+    assert_eq!(accepted.skip_opening().await, 1);
+}
+
+#[actix_rt::test]
+async fn event_stream_opens_with_retry_count() {
+    let relay = TestRelay::start(&[]).await;
+    let response = client().get(relay.url("/sub/room")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(header(&response, "content-type"), "text/event-stream");
+    assert_eq!(header(&response, "cache-control"), "no-cache, no-store");
+    assert_eq!(header(&response, "x-accel-buffering"), "no");
+    assert!(response.headers().get("content-encoding").is_none());
+
+    let mut events = EventReader::from_response(response);
+    let retry = events.next().await.unwrap();
+    assert_eq!(retry.retry.as_deref(), Some("2000"));
+    let count = events.next().await.unwrap();
+    assert_eq!(count.event.as_deref(), Some("count"));
+    assert_eq!(count.data(), "count=1");
+    assert_eq!(count.id, None, "counts carry no id");
+}
+
+#[actix_rt::test]
+async fn publish_reaches_subscribers_with_id() {
+    let relay = TestRelay::start(&[]).await;
+    let client = client();
+    let mut first = EventReader::open(&client, &relay, "room").await;
+    first.skip_opening().await;
+    let mut second = EventReader::open(&client, &relay, "room").await;
+    second.skip_opening().await;
+
+    let response = publish(&client, &relay, "room", envelope("AAAA")).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let accepted: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(accepted["queued"], 2);
+    let id = accepted["id"].as_str().unwrap().to_owned();
+
+    for reader in [&mut first, &mut second] {
+        let mut frame = reader.next_event().await;
+        while frame.count().is_some() {
+            frame = reader.next_event().await;
+        }
+        assert_eq!(frame.id.as_deref(), Some(id.as_str()));
+        assert_eq!(frame.event, None);
+        let data: serde_json::Value = serde_json::from_str(&frame.data()).unwrap();
+        let sent: serde_json::Value = serde_json::from_str(&envelope("AAAA")).unwrap();
+        assert_eq!(data, sent);
+    }
+
+    let nobody = publish(&client, &relay, "empty-room", envelope("AAAA")).await;
+    assert_eq!(nobody.status(), StatusCode::ACCEPTED);
+    let accepted: serde_json::Value = nobody.json().await.unwrap();
+    assert_eq!(accepted["queued"], 0);
+}
+
+#[actix_rt::test]
+async fn injection_attempt_stays_one_event() {
+    let relay = TestRelay::start(&[]).await;
+    let client = client();
+    let mut events = EventReader::open(&client, &relay, "room").await;
+    events.skip_opening().await;
+
+    // Every way to end a line inside a JSON string, followed by fields of a forged event.
+    let forged = "x\\n\\nevent: count\\ndata: count=999\\r\\rid: 1\\r\\n\\r\\ndata: forged\\u2028";
+    let body = format!(r#"{{"iv":"AAAA","salt":"AAAA","ct":"AAAA","note":"{forged}"}}"#);
+    let response = publish(&client, &relay, "room", body.clone()).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+
+    let mut frame = events.next_event().await;
+    while frame.count().is_some() {
+        frame = events.next_event().await;
+    }
+    assert_eq!(frame.data.len(), 1, "one data line: {frame:?}");
+    assert_eq!(frame.event, None);
+    let data: serde_json::Value = serde_json::from_str(&frame.data()).unwrap();
+    let sent: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(data, sent, "the string arrives intact");
+
+    // Nothing forged follows: the next publish is the very next event.
+    publish(&client, &relay, "room", envelope("BBBB")).await;
+    let mut next = events.next_event().await;
+    while next.count().is_some() {
+        assert_ne!(next.count(), Some(999));
+        next = events.next_event().await;
+    }
+    assert!(next.data().contains("BBBB"), "{next:?}");
+}
+
+#[actix_rt::test]
+async fn publish_rejects_bad_requests() {
+    let relay = TestRelay::start(&["--max-publish-bytes", "1024"]).await;
+    let client = client();
+    let post = |content_type: &'static str, body: String| {
+        client
+            .post(relay.url("/pub/room"))
+            .header("Content-Type", content_type)
+            .body(body)
+            .send()
+    };
+
+    let cases = [
+        (
+            "application/json",
+            "not json".to_owned(),
+            400,
+            "not a JSON object",
+        ),
+        (
+            "application/json",
+            "[1,2]".to_owned(),
+            400,
+            "not a JSON object",
+        ),
+        (
+            "application/json",
+            r#"{"iv":"AA==","salt":"AA=="}"#.to_owned(),
+            400,
+            "no \"ct\" field",
+        ),
+        (
+            "application/json",
+            r#"{"iv":"AA==","salt":"AA==","ct":"%%"}"#.to_owned(),
+            400,
+            "\"ct\" field must be a base64 string",
+        ),
+        (
+            "application/json",
+            r#"{"iv":"AA==","salt":"AA==","ct":"AA==","iter":"x"}"#.to_owned(),
+            400,
+            "\"iter\" field must be a non-negative integer",
+        ),
+        ("text/plain", envelope("AAAA"), 415, "application/json"),
+        (
+            "application/json",
+            envelope(&"A".repeat(2000)),
+            413,
+            "limit of 1024 bytes",
+        ),
+    ];
+    for (content_type, body, status, message) in cases {
+        let response = post(content_type, body.clone()).await.unwrap();
+        assert_eq!(response.status().as_u16(), status, "{body:.80}");
+        let text = response.text().await.unwrap();
+        assert!(text.contains(message), "{body:.80}: {text}");
+    }
+
+    // A chunked body without Content-Length is cut off at the limit too.
+    let chunks =
+        futures_util::stream::iter((0..8).map(|_| Ok::<_, std::io::Error>(vec![b' '; 200])));
+    let chunked = client
+        .post(relay.url("/pub/room"))
+        .header("Content-Type", "application/json")
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chunked.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    let bad_channel = client
+        .post(relay.url("/pub/a.b"))
+        .header("Content-Type", "application/json")
+        .body(envelope("AAAA"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_channel.status(), StatusCode::BAD_REQUEST);
+
+    let wrong_method = client.get(relay.url("/pub/room")).send().await.unwrap();
+    assert_eq!(wrong_method.status(), StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[actix_rt::test]
+async fn security_headers_on_every_route() {
+    let relay = TestRelay::start(&["--publish-burst", "1", "--publish-rate", "0.01"]).await;
+    let client = client();
+    let blob_id = "0".repeat(32);
+    let requests = [
+        client.get(relay.url("/")),
+        client.get(relay.url("/index.html")),
+        client.get(relay.url("/missing")),
+        client.get(relay.url("/sub/a.b")),
+        client.get(relay.url("/pub/room")),
+        client.get(relay.url("/healthz")),
+        client.get(relay.url("/stats")),
+        client.get(relay.url("/metrics")),
+        client.get(relay.url(&format!("/blob/{blob_id}"))),
+        client.get(relay.url("/blob/not-an-id")),
+        client.post(relay.url("/blob/room")).body("x"),
+        client
+            .post(relay.url("/pub/room"))
+            .header("Content-Type", "application/json")
+            .body(envelope("AAAA")),
+        // The second publish is over the rate limit: a 429 carries the headers too.
+        client
+            .post(relay.url("/pub/room"))
+            .header("Content-Type", "application/json")
+            .body(envelope("AAAA")),
+        client.get(relay.url("/sub/room")),
+    ];
+    let mut statuses = Vec::new();
+    for request in requests {
+        let response = request.send().await.unwrap();
+        let url = response.url().to_string();
+        statuses.push(response.status().as_u16());
+        assert_eq!(
+            header(&response, "content-security-policy"),
+            CONTENT_SECURITY_POLICY,
+            "{url}"
+        );
+        assert_eq!(
+            header(&response, "x-content-type-options"),
+            "nosniff",
+            "{url}"
+        );
+        assert_eq!(header(&response, "referrer-policy"), "no-referrer", "{url}");
+        assert!(
+            response
+                .headers()
+                .get("strict-transport-security")
+                .is_none(),
+            "no HSTS over plain HTTP: {url}"
+        );
+    }
+    assert_eq!(
+        statuses,
+        [
+            200, 200, 404, 400, 405, 200, 200, 200, 404, 400, 404, 202, 429, 200
+        ]
+    );
+}
+
+#[actix_rt::test]
+async fn healthz_stats_and_metrics_agree() {
+    let relay = TestRelay::start(&[]).await;
+    let client = client();
+    let health = client.get(relay.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    assert_eq!(health.text().await.unwrap(), "ok\n");
+
+    let mut events = EventReader::open(&client, &relay, "room").await;
+    events.skip_opening().await;
+    let body = envelope("AAAA");
+    publish(&client, &relay, "room", body.clone()).await;
+    let mut frame = events.next_event().await;
+    while frame.count().is_some() {
+        frame = events.next_event().await;
+    }
+
+    let stats = relay.stats(&client).await;
+    assert_eq!(stats["subscribers"], 1);
+    assert_eq!(stats["subscribers_opened"], 1);
+    assert_eq!(stats["channels"], 1);
+    assert_eq!(stats["events_published"], 1);
+    assert_eq!(stats["events_delivered"], 1);
+    let compact_len =
+        serde_json::to_vec(&serde_json::from_str::<serde_json::Value>(&body).unwrap())
+            .unwrap()
+            .len();
+    assert_eq!(stats["bytes_published"], compact_len);
+    assert_eq!(stats["blobs"], 0);
+
+    // A count tick may land between two reads, so read until /stats is the same on both
+    // sides of /metrics.
+    let mut attempts = 0;
+    let (stats, text) = loop {
+        let before = relay.stats(&client).await;
+        let metrics = client.get(relay.url("/metrics")).send().await.unwrap();
+        assert_eq!(metrics.status(), StatusCode::OK);
+        assert!(header(&metrics, "content-type").starts_with("text/plain; version=0.0.4"));
+        let text = metrics.text().await.unwrap();
+        let after = relay.stats(&client).await;
+        if before == after {
+            break (after, text);
+        }
+        attempts += 1;
+        assert!(attempts < 10, "the figures never held still");
+    };
+    for (name, value) in stats.as_object().unwrap() {
+        let counter = format!("dropthat_{name}_total {value}\n");
+        let gauge = format!("dropthat_{name} {value}\n");
+        assert!(
+            text.contains(&counter) || text.contains(&gauge),
+            "{name} = {value} missing from /metrics:\n{text}"
+        );
+    }
+    assert!(text.contains("# TYPE dropthat_subscribers gauge"));
+    assert!(text.contains("# TYPE dropthat_events_published counter"));
+}
