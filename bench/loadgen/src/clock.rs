@@ -6,10 +6,9 @@ use rustix::time::{ClockId, clock_gettime};
 
 /// Returns nanoseconds on `CLOCK_MONOTONIC`.
 ///
-/// The publisher writes this value into each message and the subscriber processes subtract it
-/// from their own reading, which is only meaningful because all of them run on one machine and
-/// the monotonic clock is shared by its processes (unlike [`std::time::Instant`], whose value
-/// cannot leave the process).
+/// The publisher writes this value into each message, and the subscriber processes subtract it
+/// from their own reading. That works because all of them run on one machine, whose processes
+/// share the monotonic clock; a [`std::time::Instant`] has no value that can leave its process.
 pub fn now_nanos() -> u64 {
     let now = clock_gettime(ClockId::Monotonic);
     // The monotonic clock counts from boot, so both fields are non-negative and the sum fits

@@ -36,7 +36,7 @@ use crate::subscriber::MAX_LATENCY_MICROS;
 /// finish line normally arrives first.
 const WORKER_GRACE: Duration = Duration::from_secs(30);
 
-/// Longest wait for the workers' reports after the finish line, and for them to exit.
+/// Maximum wait for the workers' reports after the finish line, and for them to exit.
 const REPORT_TIMEOUT: Duration = Duration::from_secs(30);
 const EXIT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -85,7 +85,7 @@ struct Worker {
     progress: Arc<AtomicU64>,
 }
 
-/// What the workers reported when their subscribers had connected.
+/// The workers' ready messages, summed.
 #[derive(Default)]
 struct Readiness {
     readers_per_channel: Vec<u64>,
@@ -124,7 +124,10 @@ pub async fn run(args: RunArgs) -> Result<Report, RunError> {
     } else {
         publisher::PublishOutcome::nothing(args.channels)
     };
-    let expected = expected_deliveries(&published.accepted_per_channel, &readiness.readers_per_channel);
+    let expected = expected_deliveries(
+        &published.accepted_per_channel,
+        &readiness.readers_per_channel,
+    );
     drain(&workers, expected, &args, deadline).await;
     let delivered = Phase::sample(&args, &workers);
 
@@ -133,7 +136,9 @@ pub async fn run(args: RunArgs) -> Result<Report, RunError> {
     let _ = stop_sampling.send(true);
     tokio::time::sleep(AFTER_CLOSE_PAUSE).await;
     let after = args.server_pid.and_then(|pid| procstat::sample(pid).ok());
-    let (series, sampler_error) = sampler.await.unwrap_or_else(|e| (Vec::new(), Some(e.to_string())));
+    let (series, sampler_error) = sampler
+        .await
+        .unwrap_or_else(|e| (Vec::new(), Some(e.to_string())));
 
     let mut report = assemble(Assembly {
         args,
@@ -151,12 +156,15 @@ pub async fn run(args: RunArgs) -> Result<Report, RunError> {
     report.machine.load_before = load_before;
     report.machine.load_after = procstat::load_average();
     if let Some(error) = sampler_error {
-        report.problems.push(format!("sampling the server failed: {error}"));
+        report
+            .problems
+            .push(format!("sampling the server failed: {error}"));
     }
     Ok(report)
 }
 
-/// A random-enough id for channel names and probes: the clock and the process id.
+/// Returns an id for channel names and probes, made of the clock and the process id, so that
+/// two runs on one machine do not share one.
 fn new_run_id() -> u64 {
     let mixed = clock::now_nanos() ^ (u64::from(std::process::id()) << 40);
     // Keep 48 bits so channel names stay short.
@@ -211,7 +219,12 @@ async fn spawn_workers(
             .map_err(|error| RunError::SendPlan { index, error })?;
 
         let progress = Arc::new(AtomicU64::new(0));
-        tokio::spawn(forward_lines(index, stdout, progress.clone(), sender.clone()));
+        tokio::spawn(forward_lines(
+            index,
+            stdout,
+            progress.clone(),
+            sender.clone(),
+        ));
         workers.push(Worker {
             child,
             stdin: Some(stdin),
@@ -236,9 +249,15 @@ async fn forward_lines(
             Err(error) => break format!("reading its output failed: {error}"),
         };
         match serde_json::from_str::<WorkerMessage>(&line) {
-            Ok(WorkerMessage::Progress { deliveries }) => progress.store(deliveries, Ordering::Relaxed),
+            Ok(WorkerMessage::Progress { deliveries }) => {
+                progress.store(deliveries, Ordering::Relaxed)
+            }
             Ok(message) => {
-                if sender.send(FromWorker::Message(index, message)).await.is_err() {
+                if sender
+                    .send(FromWorker::Message(index, message))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -258,10 +277,21 @@ async fn wait_ready(
     while ready < count {
         let message = match tokio::time::timeout_at(deadline, from_workers.recv()).await {
             Ok(Some(message)) => message,
-            Ok(None) | Err(_) => return Err(RunError::NotReady { missing: count - ready }),
+            Ok(None) | Err(_) => {
+                return Err(RunError::NotReady {
+                    missing: count - ready,
+                });
+            }
         };
         match message {
-            FromWorker::Message(_, WorkerMessage::Ready { readers_per_channel, failed, .. }) => {
+            FromWorker::Message(
+                _,
+                WorkerMessage::Ready {
+                    readers_per_channel,
+                    failed,
+                    ..
+                },
+            ) => {
                 add_counts(&mut readiness.readers_per_channel, &readers_per_channel);
                 merge_reasons(&mut readiness.failed, failed);
                 ready += 1;
@@ -286,7 +316,12 @@ fn expected_deliveries(accepted_per_channel: &[u64], readers_per_channel: &[u64]
 /// `--drain-secs`, or the deadline passed.
 async fn drain(workers: &[Worker], expected: u64, args: &RunArgs, deadline: Instant) {
     let quiet_limit = Duration::from_secs_f64(args.drain_secs);
-    let total = || workers.iter().map(|w| w.progress.load(Ordering::Relaxed)).sum::<u64>();
+    let total = || {
+        workers
+            .iter()
+            .map(|w| w.progress.load(Ordering::Relaxed))
+            .sum::<u64>()
+    };
     let mut seen = total();
     let mut last_change = Instant::now();
     while seen < expected && last_change.elapsed() < quiet_limit && Instant::now() < deadline {
@@ -307,7 +342,7 @@ async fn finish(
     let mut reports: Vec<Option<Result<WorkerReport, String>>> = vec![None; workers.len()];
     for worker in workers.iter_mut() {
         if let Some(mut stdin) = worker.stdin.take() {
-            // A worker that cannot read this also sees its stdin close when the handle drops.
+            // A worker that misses this line stops anyway when its stdin closes as the handle drops.
             let _ = stdin.write_all(format!("{FINISH}\n").as_bytes()).await;
             let _ = stdin.flush().await;
         }
@@ -332,7 +367,10 @@ async fn finish(
     let _ = tokio::time::timeout(REPORT_TIMEOUT, collect).await;
 
     for worker in workers.iter_mut() {
-        if tokio::time::timeout(EXIT_TIMEOUT, worker.child.wait()).await.is_err() {
+        if tokio::time::timeout(EXIT_TIMEOUT, worker.child.wait())
+            .await
+            .is_err()
+        {
             // The child is this process's own; kill signals its PID only.
             let _ = worker.child.start_kill();
         }
@@ -343,12 +381,9 @@ async fn finish(
         .collect()
 }
 
-/// Samples the server every `--sample-ms` until told to stop or the deadline passes. Returns
+/// Samples the server every `--sample-ms` until `stop` is set or the deadline passes. Returns
 /// the samples and the error that ended sampling early, if one did.
-fn start_sampler(
-    args: &RunArgs,
-    deadline: Instant,
-) -> (watch::Sender<bool>, JoinHandle<(Vec<ProcSample>, Option<String>)>) {
+fn start_sampler(args: &RunArgs, deadline: Instant) -> (watch::Sender<bool>, JoinHandle<Series>) {
     let (stop, mut stopped) = watch::channel(false);
     let pid = args.server_pid;
     let interval = Duration::from_millis(args.sample_ms.max(10));
@@ -373,6 +408,9 @@ fn start_sampler(
     (stop, task)
 }
 
+/// The server samples of a run, and the error that ended sampling early, if one did.
+type Series = (Vec<ProcSample>, Option<String>);
+
 /// Readings taken at a phase boundary.
 struct Phase {
     server: Option<ProcSample>,
@@ -385,16 +423,16 @@ impl Phase {
     fn sample(args: &RunArgs, workers: &[Worker]) -> Self {
         let mut pids = vec![std::process::id()];
         pids.extend(workers.iter().filter_map(|w| w.child.id()));
-        let generator = pids
-            .iter()
-            .map(|pid| procstat::sample(*pid).ok())
-            .try_fold(CpuSeconds::default(), |sum, sample| {
+        let generator = pids.iter().map(|pid| procstat::sample(*pid).ok()).try_fold(
+            CpuSeconds::default(),
+            |sum, sample| {
                 let sample = sample?;
                 Some(CpuSeconds {
                     user: sum.user + sample.user_secs,
                     system: sum.system + sample.system_secs,
                 })
-            });
+            },
+        );
         Self {
             server: args.server_pid.and_then(|pid| procstat::sample(pid).ok()),
             generator,
@@ -419,7 +457,9 @@ struct Assembly {
 }
 
 fn assemble(parts: Assembly) -> Report {
-    let Assembly { args, published, .. } = &parts;
+    let Assembly {
+        args, published, ..
+    } = &parts;
     let mut problems = Vec::new();
 
     // Merge the workers' reports.
@@ -460,10 +500,14 @@ fn assemble(parts: Assembly) -> Report {
         stalled.established += report.stalled.established;
         stalled.ended_by_server += report.stalled.ended_by_server;
         stalled.bytes_waiting += report.stalled.bytes_waiting;
-        merge_reasons(&mut stalled.connect_failures, report.stalled.connect_failures.clone());
+        merge_reasons(
+            &mut stalled.connect_failures,
+            report.stalled.connect_failures.clone(),
+        );
     }
 
-    deliveries.expected = expected_deliveries(&published.accepted_per_channel, &readers_per_channel);
+    deliveries.expected =
+        expected_deliveries(&published.accepted_per_channel, &readers_per_channel);
     deliveries.lost = deliveries.expected.saturating_sub(deliveries.delivered);
     deliveries.latency_ms = Percentiles::from_micros(&latency);
     if let (Some(first_sent), Some(last)) = (published.first_sent_nanos, last_delivery) {
@@ -474,7 +518,13 @@ fn assemble(parts: Assembly) -> Report {
     }
 
     let publishing = publishing_figures(published);
-    list_problems(&mut problems, &connections, &publishing, &deliveries, &stalled);
+    list_problems(
+        &mut problems,
+        &connections,
+        &publishing,
+        &deliveries,
+        &stalled,
+    );
 
     let established_all = connections.established + stalled.established;
     let server_process = server_figures(&parts, established_all, deliveries.delivered);
@@ -515,7 +565,11 @@ fn publishing_figures(published: &PublishOutcome) -> Publishing {
         accepted: published.accepted,
         failed: published.failed.clone(),
         secs,
-        per_second: if secs > 0.0 { published.accepted as f64 / secs } else { 0.0 },
+        per_second: if secs > 0.0 {
+            published.accepted as f64 / secs
+        } else {
+            0.0
+        },
         request_latency_ms: Percentiles::from_micros(&published.request_latency),
     }
 }
@@ -529,15 +583,24 @@ fn list_problems(
 ) {
     let failed: u64 = connections.failed.values().sum();
     if failed > 0 {
-        problems.push(format!("{failed} readers failed to connect: {:?}", connections.failed));
+        problems.push(format!(
+            "{failed} readers failed to connect: {:?}",
+            connections.failed
+        ));
     }
     let closed: u64 = connections.closed_early.values().sum();
     if closed > 0 {
-        problems.push(format!("{closed} readers lost their stream early: {:?}", connections.closed_early));
+        problems.push(format!(
+            "{closed} readers lost their stream early: {:?}",
+            connections.closed_early
+        ));
     }
     let stalled_failed: u64 = stalled.connect_failures.values().sum();
     if stalled_failed > 0 {
-        problems.push(format!("{stalled_failed} stalled readers failed to connect: {:?}", stalled.connect_failures));
+        problems.push(format!(
+            "{stalled_failed} stalled readers failed to connect: {:?}",
+            stalled.connect_failures
+        ));
     }
     if publishing.accepted < publishing.attempted {
         problems.push(format!(
@@ -551,7 +614,10 @@ fn list_problems(
         (deliveries.lost, "deliveries lost"),
         (deliveries.duplicated, "deliveries duplicated"),
         (deliveries.foreign, "foreign or unexpected probes received"),
-        (deliveries.unparsed, "message events without a probe received"),
+        (
+            deliveries.unparsed,
+            "message events without a probe received",
+        ),
     ] {
         if count > 0 {
             problems.push(format!("{count} {what}"));

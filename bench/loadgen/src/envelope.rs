@@ -12,13 +12,13 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 
-/// First bytes of every probe, so that other data on a channel is told apart.
+/// First bytes of every probe, which distinguish it from other data on a channel.
 const MAGIC: [u8; 4] = *b"dtlg";
 
 /// Length of an encoded probe: magic, run id, channel, sequence number, send time.
 const PROBE_LEN: usize = 4 + 8 + 4 + 4 + 8;
 
-/// What a subscriber needs to account for one delivery.
+/// The fields a subscriber needs to account for one delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Probe {
     /// Identifies one benchmark run, so that messages a server kept from an earlier run (in
@@ -61,11 +61,9 @@ impl Probe {
     }
 
     fn from_bytes(bytes: &[u8]) -> Result<Self, ProbeError> {
-        let bytes: &[u8; PROBE_LEN] = bytes
-            .try_into()
-            .map_err(|_| ProbeError::WrongLength {
-                length: bytes.len(),
-            })?;
+        let bytes: &[u8; PROBE_LEN] = bytes.try_into().map_err(|_| ProbeError::WrongLength {
+            length: bytes.len(),
+        })?;
         if bytes[..4] != MAGIC {
             return Err(ProbeError::NotAProbe);
         }

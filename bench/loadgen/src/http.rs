@@ -39,7 +39,7 @@ pub enum HttpError {
     ChunkTooLarge,
 }
 
-/// How the end of a response body is found.
+/// The way the end of a response body is found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framing {
     Chunked,
@@ -104,9 +104,11 @@ fn parse_head(bytes: &[u8]) -> Result<Option<(ResponseHead, usize)>, HttpError> 
         if header.name.eq_ignore_ascii_case("content-type") {
             content_type = Some(value.to_owned());
         } else if header.name.eq_ignore_ascii_case("content-length") {
-            let parsed = value.parse::<u64>().map_err(|_| HttpError::InvalidContentLength {
-                value: value.chars().take(32).collect(),
-            })?;
+            let parsed = value
+                .parse::<u64>()
+                .map_err(|_| HttpError::InvalidContentLength {
+                    value: value.chars().take(32).collect(),
+                })?;
             length = Some(parsed);
         } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
             chunked = value.to_ascii_lowercase().ends_with("chunked");
@@ -141,14 +143,25 @@ pub struct BodyDecoder {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// Reading a chunk-size line: the size so far, and whether an extension started.
-    ChunkSize { size: u64, extension: bool },
-    ChunkSizeLf { size: u64 },
-    ChunkData { remaining: u64 },
+    ChunkSize {
+        size: u64,
+        extension: bool,
+    },
+    ChunkSizeLf {
+        size: u64,
+    },
+    ChunkData {
+        remaining: u64,
+    },
     ChunkDataCr,
     ChunkDataLf,
     /// Reading trailer lines after the last chunk; `blank` while the line is still empty.
-    Trailer { blank: bool },
-    Length { remaining: u64 },
+    Trailer {
+        blank: bool,
+    },
+    Length {
+        remaining: u64,
+    },
     UntilClose,
     Done,
 }
@@ -225,11 +238,23 @@ impl BodyDecoder {
                 size,
                 extension: true,
             },
-            (State::ChunkSize { extension: true, size }, _) => State::ChunkSize {
+            (
+                State::ChunkSize {
+                    extension: true,
+                    size,
+                },
+                _,
+            ) => State::ChunkSize {
                 size,
                 extension: true,
             },
-            (State::ChunkSize { size, extension: false }, _) => {
+            (
+                State::ChunkSize {
+                    size,
+                    extension: false,
+                },
+                _,
+            ) => {
                 let digit = (byte as char).to_digit(16).ok_or(invalid)?;
                 let size = size
                     .checked_mul(16)
@@ -265,19 +290,24 @@ mod tests {
 
     #[test]
     fn head_framing_follows_headers() {
-        let actix = head("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-type: text/event-stream\r\n\r\n");
+        let actix = head(
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-type: text/event-stream\r\n\r\n",
+        );
         assert_eq!(actix.status, 200);
         assert_eq!(actix.framing, Framing::Chunked);
         assert_eq!(actix.content_type.as_deref(), Some("text/event-stream"));
         assert!(!actix.close);
 
-        let nchan = head("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nConnection: keep-alive\r\n\r\n");
+        let nchan = head(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\nConnection: keep-alive\r\n\r\n",
+        );
         assert_eq!(nchan.framing, Framing::UntilClose);
         assert!(nchan.close);
 
         let accepted = head("HTTP/1.1 202 Accepted\r\nContent-Length: 12\r\n\r\n");
         assert_eq!(accepted.framing, Framing::Length(12));
-        let closing = head("HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        let closing =
+            head("HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         assert!(closing.close);
     }
 
@@ -292,14 +322,19 @@ mod tests {
     #[test]
     fn head_rejects_bad_length() {
         let result = parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n");
-        assert!(matches!(result, Err(HttpError::InvalidContentLength { .. })));
+        assert!(matches!(
+            result,
+            Err(HttpError::InvalidContentLength { .. })
+        ));
     }
 
     fn decode_in_pieces(framing: Framing, body: &[u8], piece: usize) -> (Vec<u8>, bool) {
         let mut decoder = BodyDecoder::new(framing);
         let mut out = Vec::new();
         for part in body.chunks(piece) {
-            let used = decoder.decode(part, |data| out.extend_from_slice(data)).unwrap();
+            let used = decoder
+                .decode(part, |data| out.extend_from_slice(data))
+                .unwrap();
             assert_eq!(used, part.len());
         }
         (out, decoder.is_done())
@@ -326,7 +361,10 @@ mod tests {
     fn chunked_rejects_bad_size() {
         let mut decoder = BodyDecoder::new(Framing::Chunked);
         let result = decoder.decode(b"zz\r\n", |_| {});
-        assert!(matches!(result, Err(HttpError::InvalidChunk { byte: b'z' })));
+        assert!(matches!(
+            result,
+            Err(HttpError::InvalidChunk { byte: b'z' })
+        ));
 
         let mut decoder = BodyDecoder::new(Framing::Chunked);
         let result = decoder.decode(b"10000000000000000\r\n", |_| {});
@@ -334,14 +372,19 @@ mod tests {
 
         let mut decoder = BodyDecoder::new(Framing::Chunked);
         let result = decoder.decode(b"1\r\nabc", |_| {});
-        assert!(matches!(result, Err(HttpError::InvalidChunk { byte: b'b' })));
+        assert!(matches!(
+            result,
+            Err(HttpError::InvalidChunk { byte: b'b' })
+        ));
     }
 
     #[test]
     fn length_body_stops_at_length() {
         let mut decoder = BodyDecoder::new(Framing::Length(3));
         let mut out = Vec::new();
-        let used = decoder.decode(b"abcdef", |d| out.extend_from_slice(d)).unwrap();
+        let used = decoder
+            .decode(b"abcdef", |d| out.extend_from_slice(d))
+            .unwrap();
         assert_eq!(used, 3);
         assert_eq!(out, b"abc");
         assert!(decoder.is_done());

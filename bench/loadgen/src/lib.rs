@@ -1,4 +1,4 @@
-//! Load generator for the relay benchmark: holds many server-sent event subscribers on a
+//! Load generator for the relay benchmark: keeps many server-sent event subscribers open on a
 //! loopback relay, publishes messages that carry their send time, and measures each delivery
 //! and the server's CPU and memory.
 //!

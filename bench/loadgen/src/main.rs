@@ -64,13 +64,15 @@ fn main() -> ExitCode {
 /// Builds the single-threaded runtime every mode runs on: parallelism comes from worker
 /// processes, and the machine's cores are shared with the server under test.
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
 }
 
 fn run(args: RunArgs) -> ExitCode {
     let check = args.check;
     let json = args.json.clone();
-    let report = match runtime().and_then(|rt| Ok(rt.block_on(coordinator::run(args)))) {
+    let report = match runtime().map(|rt| rt.block_on(coordinator::run(args))) {
         Ok(Ok(report)) => report,
         Ok(Err(error)) => return fail(&error.to_string()),
         Err(error) => return fail(&format!("cannot start the async runtime: {error}")),
@@ -92,7 +94,7 @@ fn run(args: RunArgs) -> ExitCode {
 
 fn run_worker() -> ExitCode {
     limits::raise_open_files();
-    match runtime().and_then(|rt| Ok(rt.block_on(worker::run()))) {
+    match runtime().map(|rt| rt.block_on(worker::run())) {
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(error)) => fail(&format!("worker: {error}")),
         Err(error) => fail(&format!("worker: cannot start the async runtime: {error}")),

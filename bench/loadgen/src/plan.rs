@@ -4,7 +4,7 @@
 //! Subscriber `j` (of `subscribers + stalled`) lives in worker `j % workers`. The first
 //! `subscribers` read their streams; the rest are stalled readers. Message `m` goes to channel
 //! `m % channels` with sequence number `m / channels`, so each channel's messages are numbered
-//! 0, 1, 2, ... and a subscriber knows exactly which ones it should receive.
+//! 0, 1, 2, ... and a subscriber can tell exactly which ones it should receive.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
@@ -24,7 +24,7 @@ pub const MAX_MESSAGES: u64 = 10_000_000;
 /// Most subscribers one run holds, across all its workers.
 pub const MAX_SUBSCRIBERS: u32 = 1_000_000;
 
-/// Longest a run may take, in seconds, whatever the flags.
+/// Maximum length of a run in seconds, whatever the flags.
 pub const MAX_RUN_SECS: u64 = 3_600;
 
 /// Flags of `loadgen run`.
@@ -163,7 +163,11 @@ pub fn validate(args: &RunArgs) -> Result<(), PlanError> {
         }
         Ok(())
     };
-    at_most("subscribers", args.subscribers.into(), MAX_SUBSCRIBERS.into())?;
+    at_most(
+        "subscribers",
+        args.subscribers.into(),
+        MAX_SUBSCRIBERS.into(),
+    )?;
     at_most("stalled", args.stalled.into(), MAX_SUBSCRIBERS.into())?;
     at_most("messages", args.messages, MAX_MESSAGES)?;
     at_most("per-worker", args.per_worker.into(), MAX_PER_WORKER.into())?;
@@ -208,7 +212,9 @@ pub fn validate(args: &RunArgs) -> Result<(), PlanError> {
     let prefix = &args.channel_prefix;
     if prefix.is_empty()
         || prefix.len() > 8
-        || !prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        || !prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
     {
         return Err(PlanError::InvalidPrefix {
             prefix: prefix.chars().take(16).collect(),
@@ -265,7 +271,11 @@ impl WorkerPlan {
             .enumerate()
             .map(|(local, index)| {
                 let stalled = index >= self.subscribers;
-                let position = if stalled { index - self.subscribers } else { index };
+                let position = if stalled {
+                    index - self.subscribers
+                } else {
+                    index
+                };
                 SubscriberSpec {
                     index,
                     // A worker has at most MAX_PER_WORKER subscribers, far below u32::MAX.
@@ -355,7 +365,13 @@ mod tests {
         }
         seen.sort_unstable();
         let expected: Vec<_> = (0..12)
-            .map(|j| if j < 10 { (j, j % 4, false) } else { (j, (j - 10) % 4, true) })
+            .map(|j| {
+                if j < 10 {
+                    (j, j % 4, false)
+                } else {
+                    (j, (j - 10) % 4, true)
+                }
+            })
             .collect();
         assert_eq!(seen, expected);
     }
@@ -382,7 +398,10 @@ mod tests {
     fn channel_names_fit_relay_rules() {
         let name = channel_name("abcdefgh", u64::MAX, u32::MAX);
         assert!(name.len() <= 64);
-        assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
     }
 
     #[test]
@@ -417,7 +436,10 @@ mod tests {
     #[test]
     fn worker_count_covers_everyone() {
         assert_eq!(worker_count(&args(&["--subscribers", "19000"])), 4);
-        assert_eq!(worker_count(&args(&["--subscribers", "5000", "--stalled", "1"])), 2);
+        assert_eq!(
+            worker_count(&args(&["--subscribers", "5000", "--stalled", "1"])),
+            2
+        );
         assert_eq!(worker_count(&args(&["--subscribers", "0"])), 1);
     }
 }

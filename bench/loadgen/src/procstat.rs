@@ -88,9 +88,9 @@ pub fn machine_cpu() -> Result<MachineCpu, ProcError> {
     })
 }
 
-/// Returns busy and total ticks from `/proc/stat`. The `cpu` line lists user, nice, system,
-/// idle, iowait, irq, softirq, steal, guest and guest_nice; the guest times are already part
-/// of user and nice, so they are left out of the total.
+/// Returns busy and total ticks from `/proc/stat`. Its `cpu` line lists user, nice, system,
+/// idle, iowait, irq, softirq, steal, guest and guest_nice. The guest times are already counted
+/// in user and nice, so the total leaves them out.
 fn parse_machine_stat(text: &str) -> Option<(u64, u64)> {
     let line = text.lines().find(|line| line.starts_with("cpu "))?;
     let ticks: Vec<u64> = line

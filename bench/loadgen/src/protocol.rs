@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// The line that tells a worker to close its subscribers and report.
+/// The line that makes a worker close its subscribers and report.
 pub const FINISH: &str = "finish";
 
 /// A line from a worker.
@@ -30,7 +30,7 @@ pub enum WorkerMessage {
     Report(Box<WorkerReport>),
 }
 
-/// What one worker measured.
+/// The figures one worker measured.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct WorkerReport {
     /// Readers whose response head arrived with status 200 and an event stream.
@@ -47,7 +47,7 @@ pub struct WorkerReport {
     pub duplicates: u64,
     /// Probes from another run or channel, or with a sequence number never published there.
     pub foreign: u64,
-    /// Message events whose data holds no probe.
+    /// Message events whose data contains no probe.
     pub unparsed: u64,
     /// Events with a type of their own, such as `event: count`.
     pub named_events: u64,
@@ -61,7 +61,7 @@ pub struct WorkerReport {
     pub stalled: StalledReport,
 }
 
-/// What became of the stalled readers.
+/// The outcome of the stalled readers.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StalledReport {
     /// Stalled readers that got an event stream.

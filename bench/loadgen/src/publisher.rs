@@ -2,7 +2,7 @@
 //!
 //! Message `m` is due at `start + m / rate` (at once when the rate is 0). Each publisher takes
 //! the next message number, waits until it is due, stamps the send time into its probe and
-//! posts it. Only the status matters: any 2xx counts as accepted, whatever the body says.
+//! posts it. Only the status matters: any 2xx counts as accepted, whatever the body contains.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -22,13 +22,13 @@ use crate::plan::{self, RunArgs};
 use crate::subscriber::MAX_LATENCY_MICROS;
 use crate::target::Target;
 
-/// Longest wait for one publish response.
+/// Maximum wait for one publish response.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Largest publish response body read, in bytes; a relay's reply is a few dozen.
 const MAX_RESPONSE_BODY: u64 = 64 * 1024;
 
-/// What the publishers did.
+/// The publishers' results.
 #[derive(Debug)]
 pub struct PublishOutcome {
     pub attempted: u64,
@@ -85,7 +85,11 @@ struct Schedule {
 
 /// Publishes every message of the run, stopping at `deadline` if they are not all sent.
 pub async fn publish_all(args: &RunArgs, run_id: u64, deadline: Instant) -> PublishOutcome {
-    let interval = if args.rate > 0.0 { 1.0 / args.rate } else { 0.0 };
+    let interval = if args.rate > 0.0 {
+        1.0 / args.rate
+    } else {
+        0.0
+    };
     let schedule = Arc::new(Schedule {
         target: args.url,
         run_id,
@@ -108,7 +112,12 @@ pub async fn publish_all(args: &RunArgs, run_id: u64, deadline: Instant) -> Publ
     for task in tasks {
         match task.await {
             Ok(part) => outcome.merge(part),
-            Err(error) => *outcome.failed.entry(format!("publisher task: {error}")).or_insert(0) += 1,
+            Err(error) => {
+                *outcome
+                    .failed
+                    .entry(format!("publisher task: {error}"))
+                    .or_insert(0) += 1
+            }
         }
     }
     outcome
@@ -133,7 +142,11 @@ impl PublishOutcome {
     fn merge(&mut self, other: Self) {
         self.attempted += other.attempted;
         self.accepted += other.accepted;
-        for (total, part) in self.accepted_per_channel.iter_mut().zip(other.accepted_per_channel) {
+        for (total, part) in self
+            .accepted_per_channel
+            .iter_mut()
+            .zip(other.accepted_per_channel)
+        {
             *total += part;
         }
         for (reason, count) in other.failed {
@@ -141,7 +154,7 @@ impl PublishOutcome {
         }
         self.first_sent_nanos = min_option(self.first_sent_nanos, other.first_sent_nanos);
         self.last_done_nanos = self.last_done_nanos.max(other.last_done_nanos);
-        // Both histograms have the same bounds, so adding cannot fail.
+        // `nothing` gives every histogram the same bounds, so adding cannot fail.
         let _ = self.request_latency.add(&other.request_latency);
     }
 }
@@ -153,7 +166,7 @@ fn min_option(a: Option<u64>, b: Option<u64>) -> Option<u64> {
     }
 }
 
-/// One publisher connection's loop: takes message numbers until none are left.
+/// Publishes over one connection, taking message numbers until none are left.
 async fn publisher(schedule: Arc<Schedule>) -> PublishOutcome {
     let mut outcome = PublishOutcome::nothing(schedule.channels);
     let mut connection: Option<TcpStream> = None;
@@ -180,7 +193,10 @@ async fn publisher(schedule: Arc<Schedule>) -> PublishOutcome {
             sent_nanos,
         };
         let body = envelope::envelope(probe, schedule.ciphertext_len);
-        let path = format!("/pub/{}", plan::channel_name(&schedule.prefix, schedule.run_id, channel));
+        let path = format!(
+            "/pub/{}",
+            plan::channel_name(&schedule.prefix, schedule.run_id, channel)
+        );
 
         outcome.attempted += 1;
         outcome.first_sent_nanos.get_or_insert(sent_nanos);
@@ -198,7 +214,9 @@ async fn publisher(schedule: Arc<Schedule>) -> PublishOutcome {
                 outcome.accepted += 1;
                 outcome.accepted_per_channel[channel as usize] += 1;
                 let micros = clock::since(sent_nanos, done).as_micros();
-                let micros = u64::try_from(micros).unwrap_or(u64::MAX).clamp(1, MAX_LATENCY_MICROS);
+                let micros = u64::try_from(micros)
+                    .unwrap_or(u64::MAX)
+                    .clamp(1, MAX_LATENCY_MICROS);
                 outcome.request_latency.saturating_record(micros);
             }
             Err(error) => {
@@ -222,7 +240,9 @@ async fn post(
     let stream = match connection {
         Some(stream) => stream,
         None => {
-            let stream = TcpStream::connect(target.addr).await.map_err(PublishError::Connect)?;
+            let stream = TcpStream::connect(target.addr)
+                .await
+                .map_err(PublishError::Connect)?;
             // Small requests go out at once instead of waiting to be coalesced.
             stream.set_nodelay(true).map_err(PublishError::Connect)?;
             connection.insert(stream)
@@ -235,7 +255,10 @@ async fn post(
         host = target.host_header(),
         length = body.len(),
     );
-    stream.write_all(request.as_bytes()).await.map_err(PublishError::Send)?;
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(PublishError::Send)?;
 
     buffer.clear();
     let (head, consumed) = http::read_head(stream, buffer).await?;

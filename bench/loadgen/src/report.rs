@@ -29,7 +29,7 @@ pub struct Report {
     /// CPU of the load generator's own processes while messages were delivered.
     pub generator_cpu: Option<CpuSeconds>,
     pub machine: MachineFigures,
-    /// What went wrong: failed connections, publishes or deliveries. Empty for a clean run.
+    /// Failed connections, publishes and deliveries, one line each. Empty for a clean run.
     pub problems: Vec<String>,
 }
 
@@ -183,50 +183,14 @@ impl MachineFigures {
 impl Report {
     /// Writes a few lines a person reads after a run.
     pub fn summary(&self) -> String {
+        // Writing to a String cannot fail, so the results of writeln! are ignored here and in
+        // the helpers.
         let mut out = String::new();
-        let s = &self.settings;
-        // Writing to a String cannot fail.
-        let _ = writeln!(
-            out,
-            "{} / {} run {}: {} readers + {} stalled on {} channels, {} messages at {}, {} workers",
-            self.server,
-            self.scenario,
-            self.run,
-            s.subscribers,
-            s.stalled,
-            s.channels,
-            s.messages,
-            if s.rate > 0.0 { format!("{}/s", s.rate) } else { "full speed".into() },
-            self.workers,
-        );
-        let c = &self.connections;
-        let _ = writeln!(
-            out,
-            "  connections: {} of {} established in {:.1} s, failed {:?}, closed early {:?}",
-            c.established, c.attempted, c.ramp_secs, c.failed, c.closed_early
-        );
-        if s.messages > 0 {
-            let p = &self.publishing;
-            let _ = writeln!(
-                out,
-                "  publishing: {} of {} accepted in {:.2} s ({:.0}/s), failed {:?}",
-                p.accepted, p.attempted, p.secs, p.per_second, p.failed
-            );
-            let d = &self.deliveries;
-            let _ = writeln!(
-                out,
-                "  deliveries: {} of {} ({} lost, {} duplicated, {} foreign), {:.0}/s",
-                d.delivered, d.expected, d.lost, d.duplicated, d.foreign, d.per_second
-            );
-            if let Some(l) = &d.latency_ms {
-                let _ = writeln!(
-                    out,
-                    "  latency ms: p50 {:.2}, p90 {:.2}, p99 {:.2}, max {:.2}",
-                    l.p50, l.p90, l.p99, l.max
-                );
-            }
+        self.summarize_run(&mut out);
+        if self.settings.messages > 0 {
+            self.summarize_deliveries(&mut out);
         }
-        if s.stalled > 0 {
+        if self.settings.stalled > 0 {
             let st = &self.stalled;
             let _ = writeln!(
                 out,
@@ -235,47 +199,104 @@ impl Report {
             );
         }
         if let Some(server) = &self.server_process {
-            let _ = writeln!(
-                out,
-                "  server RSS KiB: {} before, {} idle, {} published (max {}){}",
-                server.before.rss_kib,
-                server.idle.rss_kib,
-                server.published.rss_kib,
-                server.publish_max_rss_kib,
-                server
-                    .rss_per_connection_kib
-                    .map(|kib| format!(", {kib:.2} per connection"))
-                    .unwrap_or_default(),
-            );
-            let _ = writeln!(
-                out,
-                "  server CPU s: connect {:.2} user + {:.2} system, publish {:.2} user + {:.2} system",
-                server.connect_cpu.user,
-                server.connect_cpu.system,
-                server.publish_cpu.user,
-                server.publish_cpu.system,
-            );
-            if let (Some(user), Some(system)) =
-                (server.user_micros_per_delivery, server.system_micros_per_delivery)
-            {
-                let _ = writeln!(
-                    out,
-                    "  server CPU per delivery: {user:.2} µs user + {system:.2} µs system, \
-                     {:.0} deliveries per CPU second",
-                    server.deliveries_per_cpu_second.unwrap_or(0.0)
-                );
-            }
+            summarize_server(&mut out, server);
         }
-        if let Some(other) = self.machine.publish_other_secs {
-            let _ = writeln!(out, "  other processes used {other:.2} CPU s while publishing");
-        }
+
         if self.problems.is_empty() {
             let _ = writeln!(out, "  no problems");
-        } else {
-            for problem in &self.problems {
-                let _ = writeln!(out, "  problem: {problem}");
-            }
+        }
+        for problem in &self.problems {
+            let _ = writeln!(out, "  problem: {problem}");
         }
         out
+    }
+
+    fn summarize_run(&self, out: &mut String) {
+        let s = &self.settings;
+        let messages = match (s.messages, s.rate > 0.0) {
+            (0, _) => "no messages".to_owned(),
+            (n, true) => format!("{n} messages at {}/s", s.rate),
+            (n, false) => format!("{n} messages at full speed"),
+        };
+        let _ = writeln!(
+            out,
+            "{} / {} run {}: {} readers + {} stalled on {} channel(s), {messages}, {} worker(s)",
+            self.server,
+            self.scenario,
+            self.run,
+            s.subscribers,
+            s.stalled,
+            s.channels,
+            self.workers,
+        );
+
+        let c = &self.connections;
+        let _ = writeln!(
+            out,
+            "  connections: {} of {} established in {:.1} s, failed {:?}, closed early {:?}",
+            c.established, c.attempted, c.ramp_secs, c.failed, c.closed_early
+        );
+    }
+
+    fn summarize_deliveries(&self, out: &mut String) {
+        let p = &self.publishing;
+        let _ = writeln!(
+            out,
+            "  publishing: {} of {} accepted in {:.2} s ({:.0}/s), failed {:?}",
+            p.accepted, p.attempted, p.secs, p.per_second, p.failed
+        );
+
+        let d = &self.deliveries;
+        let _ = writeln!(
+            out,
+            "  deliveries: {} of {} ({} lost, {} duplicated, {} foreign), {:.0}/s",
+            d.delivered, d.expected, d.lost, d.duplicated, d.foreign, d.per_second
+        );
+        if let Some(l) = &d.latency_ms {
+            let _ = writeln!(
+                out,
+                "  latency ms: p50 {:.2}, p90 {:.2}, p99 {:.2}, max {:.2}",
+                l.p50, l.p90, l.p99, l.max
+            );
+        }
+        if let Some(other) = self.machine.publish_other_secs {
+            let _ = writeln!(
+                out,
+                "  other processes used {other:.2} CPU s while publishing"
+            );
+        }
+    }
+}
+
+fn summarize_server(out: &mut String, server: &ServerFigures) {
+    let per_connection = server
+        .rss_per_connection_kib
+        .map(|kib| format!(", {kib:.2} per connection"))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "  server RSS KiB: {} before, {} idle, {} published (max {}){per_connection}",
+        server.before.rss_kib,
+        server.idle.rss_kib,
+        server.published.rss_kib,
+        server.publish_max_rss_kib,
+    );
+
+    let (connect, publish) = (&server.connect_cpu, &server.publish_cpu);
+    let _ = writeln!(
+        out,
+        "  server CPU s: connect {:.2} user + {:.2} system, publish {:.2} user + {:.2} system",
+        connect.user, connect.system, publish.user, publish.system,
+    );
+    if let (Some(user), Some(system)) = (
+        server.user_micros_per_delivery,
+        server.system_micros_per_delivery,
+    ) {
+        let _ = writeln!(
+            out,
+            "  server CPU per delivery: {user:.2} µs user + {system:.2} µs system, \
+             {:.0} deliveries per CPU second",
+            server.deliveries_per_cpu_second.unwrap_or(0.0)
+        );
     }
 }

@@ -2,8 +2,8 @@
 //! EventSource reads them: fields `data`, `event`, `id` and `retry`, comment lines, and line
 //! ends of LF, CRLF or a lone CR, with a line split anywhere across reads.
 
-/// Longest line and longest event data accepted, in bytes: a relay's events are a few hundred
-/// bytes, and the bound keeps a misbehaving server from growing a subscriber's buffer forever.
+/// Maximum length of a line and of an event's data, in bytes. A relay's events are a few
+/// hundred bytes, and the bound keeps a misbehaving server from growing a buffer forever.
 pub const MAX_LINE: usize = 64 * 1024;
 
 /// One dispatched event.
@@ -43,7 +43,11 @@ impl EventParser {
     }
 
     /// Parses `input`, calling `on_event` for each event it completes.
-    pub fn feed(&mut self, mut input: &[u8], mut on_event: impl FnMut(Event<'_>)) -> Result<(), SseError> {
+    pub fn feed(
+        &mut self,
+        mut input: &[u8],
+        mut on_event: impl FnMut(Event<'_>),
+    ) -> Result<(), SseError> {
         while !input.is_empty() {
             if std::mem::take(&mut self.skip_lf) && input[0] == b'\n' {
                 input = &input[1..];
@@ -78,7 +82,11 @@ impl EventParser {
         Ok(())
     }
 
-    fn process_line(&mut self, line: &[u8], on_event: &mut impl FnMut(Event<'_>)) -> Result<(), SseError> {
+    fn process_line(
+        &mut self,
+        line: &[u8],
+        on_event: &mut impl FnMut(Event<'_>),
+    ) -> Result<(), SseError> {
         if line.is_empty() {
             self.dispatch(on_event);
             return Ok(());

@@ -58,8 +58,8 @@ impl Shared {
     /// Creates empty figures for run `run_id`.
     pub fn new(run_id: u64) -> Self {
         // 1 µs to MAX_LATENCY_MICROS at 3 significant digits are valid bounds for hdrhistogram.
-        let latency = Histogram::new_with_bounds(1, MAX_LATENCY_MICROS, 3)
-            .expect("valid histogram bounds");
+        let latency =
+            Histogram::new_with_bounds(1, MAX_LATENCY_MICROS, 3).expect("valid histogram bounds");
         Self {
             run_id,
             deliveries: AtomicU64::new(0),
@@ -83,7 +83,7 @@ impl Shared {
     }
 }
 
-/// Why a subscriber failed to get an event stream.
+/// Error that keeps a subscriber from getting an event stream.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     #[error("bind {source_addr}: {error}")]
@@ -130,7 +130,7 @@ pub struct Stream {
     leftover: Vec<u8>,
 }
 
-/// How a subscriber's stream ended.
+/// The end of a subscriber's stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ending {
     /// The run ended while the stream was open.
@@ -168,7 +168,10 @@ async fn open_stream(plan: &WorkerPlan, spec: &SubscriberSpec) -> Result<Stream,
             .set_recv_buffer_size(STALLED_RECEIVE_BUFFER)
             .map_err(ConnectError::Connect)?;
     }
-    let mut socket = socket.connect(target).await.map_err(ConnectError::Connect)?;
+    let mut socket = socket
+        .connect(target)
+        .await
+        .map_err(ConnectError::Connect)?;
 
     let request = format!(
         "GET /sub/{channel} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\
@@ -189,7 +192,10 @@ async fn open_stream(plan: &WorkerPlan, spec: &SubscriberSpec) -> Result<Stream,
         });
     }
     let content_type = head.content_type.unwrap_or_default();
-    if !content_type.to_ascii_lowercase().starts_with("text/event-stream") {
+    if !content_type
+        .to_ascii_lowercase()
+        .starts_with("text/event-stream")
+    {
         return Err(ConnectError::NotEventStream {
             content_type: content_type.chars().take(64).collect(),
         });
@@ -236,7 +242,8 @@ impl<'a> Tracker<'a> {
             return;
         };
         let seq = u64::from(probe.seq);
-        if probe.run != self.shared.run_id || probe.channel != self.channel || seq >= self.expected {
+        if probe.run != self.shared.run_id || probe.channel != self.channel || seq >= self.expected
+        {
             stats.foreign += 1;
             return;
         }
@@ -250,7 +257,9 @@ impl<'a> Tracker<'a> {
         self.shared.deliveries.fetch_add(1, Ordering::Relaxed);
 
         let micros = clock::since(probe.sent_nanos, now).as_micros();
-        let micros = u64::try_from(micros).unwrap_or(u64::MAX).clamp(1, MAX_LATENCY_MICROS);
+        let micros = u64::try_from(micros)
+            .unwrap_or(u64::MAX)
+            .clamp(1, MAX_LATENCY_MICROS);
         stats.latency.saturating_record(micros);
         stats.first_delivery_nanos.get_or_insert(now);
         stats.last_delivery_nanos = Some(now);

@@ -5,12 +5,14 @@ use std::fmt::Write;
 
 use crate::report::Report;
 
-/// A figure of a report, and the unit it is shown in.
+/// A figure of a report, with its unit in the name.
 struct Figure {
     name: &'static str,
     value: fn(&Report) -> Option<f64>,
     /// Digits after the decimal point.
     decimals: usize,
+    /// Whether the ratio of the two servers' values means anything.
+    compare: bool,
 }
 
 const fn figure(name: &'static str, decimals: usize, value: fn(&Report) -> Option<f64>) -> Figure {
@@ -18,6 +20,15 @@ const fn figure(name: &'static str, decimals: usize, value: fn(&Report) -> Optio
         name,
         value,
         decimals,
+        compare: true,
+    }
+}
+
+/// Creates a figure shown for context, without a ratio.
+const fn context(name: &'static str, decimals: usize, value: fn(&Report) -> Option<f64>) -> Figure {
+    Figure {
+        compare: false,
+        ..figure(name, decimals, value)
     }
 }
 
@@ -27,10 +38,18 @@ fn sum(map: &std::collections::BTreeMap<String, u64>) -> f64 {
 
 /// Figures shown for every scenario.
 const CONNECTION_FIGURES: &[Figure] = &[
-    figure("readers connected", 0, |r| Some(r.connections.established as f64)),
-    figure("readers that failed to connect", 0, |r| Some(sum(&r.connections.failed))),
-    figure("streams closed early", 0, |r| Some(sum(&r.connections.closed_early))),
-    figure("seconds to connect everyone", 1, |r| Some(r.connections.ramp_secs)),
+    figure("readers connected", 0, |r| {
+        Some(r.connections.established as f64)
+    }),
+    figure("readers that failed to connect", 0, |r| {
+        Some(sum(&r.connections.failed))
+    }),
+    figure("streams closed early", 0, |r| {
+        Some(sum(&r.connections.closed_early))
+    }),
+    figure("seconds to connect everyone", 1, |r| {
+        Some(r.connections.ramp_secs)
+    }),
 ];
 
 /// Figures of a scenario without messages: memory of idle subscribers.
@@ -53,12 +72,24 @@ const IDLE_FIGURES: &[Figure] = &[
 const DELIVERY_FIGURES: &[Figure] = &[
     figure("deliveries", 0, |r| Some(r.deliveries.delivered as f64)),
     figure("lost deliveries", 0, |r| Some(r.deliveries.lost as f64)),
-    figure("duplicated deliveries", 0, |r| Some(r.deliveries.duplicated as f64)),
-    figure("deliveries per second", 0, |r| Some(r.deliveries.per_second)),
-    figure("latency p50 (ms)", 2, |r| Some(r.deliveries.latency_ms?.p50)),
-    figure("latency p90 (ms)", 2, |r| Some(r.deliveries.latency_ms?.p90)),
-    figure("latency p99 (ms)", 2, |r| Some(r.deliveries.latency_ms?.p99)),
-    figure("latency max (ms)", 2, |r| Some(r.deliveries.latency_ms?.max)),
+    figure("duplicated deliveries", 0, |r| {
+        Some(r.deliveries.duplicated as f64)
+    }),
+    figure("deliveries per second", 0, |r| {
+        Some(r.deliveries.per_second)
+    }),
+    figure("latency p50 (ms)", 2, |r| {
+        Some(r.deliveries.latency_ms?.p50)
+    }),
+    figure("latency p90 (ms)", 2, |r| {
+        Some(r.deliveries.latency_ms?.p90)
+    }),
+    figure("latency p99 (ms)", 2, |r| {
+        Some(r.deliveries.latency_ms?.p99)
+    }),
+    figure("latency max (ms)", 2, |r| {
+        Some(r.deliveries.latency_ms?.max)
+    }),
     figure("server user CPU per delivery (µs)", 2, |r| {
         r.server_process.as_ref()?.user_micros_per_delivery
     }),
@@ -78,8 +109,9 @@ const DELIVERY_FIGURES: &[Figure] = &[
         Some(r.server_process.as_ref()?.publish_max_rss_kib as f64 / 1024.0)
     }),
     figure("publishes per second", 0, |r| Some(r.publishing.per_second)),
-    figure("other processes' CPU while publishing (s)", 2, |r| {
-        r.machine.publish_other_secs
+    // The ticks of /proc are 10 ms per process, so small negative values are rounding.
+    context("other processes' CPU while publishing (s)", 2, |r| {
+        Some(r.machine.publish_other_secs?.max(0.0))
     }),
 ];
 
@@ -108,7 +140,37 @@ pub fn render(reports: &[Report], numerator: &str, denominator: &str) -> String 
         let runs: Vec<&Report> = reports.iter().filter(|r| r.scenario == scenario).collect();
         render_scenario(&mut out, scenario, &runs, numerator, denominator);
     }
+    render_load(&mut out, reports);
     out
+}
+
+/// Describes the load from other processes during the runs, which shares the machine's cores.
+fn render_load(out: &mut String, reports: &[Report]) {
+    let mut other: Vec<f64> = reports
+        .iter()
+        .filter_map(|r| r.machine.publish_other_secs)
+        .collect();
+    let mut load: Vec<f64> = reports
+        .iter()
+        .filter_map(|r| r.machine.load_before)
+        .collect();
+    other.sort_by(f64::total_cmp);
+    load.sort_by(f64::total_cmp);
+    if let (Some(low), Some(high)) = (other.first(), other.last()) {
+        // Writing to a String cannot fail.
+        let _ = writeln!(
+            out,
+            "Other load: processes other than the server and the load generator used {low:.2} to \
+             {high:.2} CPU seconds while messages were delivered in a run (median {:.2}).",
+            median(&other).unwrap_or(0.0),
+        );
+    }
+    if let (Some(low), Some(high)) = (load.first(), load.last()) {
+        let _ = writeln!(
+            out,
+            "The 1-minute load average at the start of a run was {low:.2} to {high:.2}."
+        );
+    }
 }
 
 fn render_scenario(
@@ -119,7 +181,10 @@ fn render_scenario(
     denominator: &str,
 ) {
     let of = |server: &str| -> Vec<&Report> {
-        runs.iter().copied().filter(|r| r.server == server).collect()
+        runs.iter()
+            .copied()
+            .filter(|r| r.server == server)
+            .collect()
     };
     let (left, right) = (of(numerator), of(denominator));
     let Some(first) = runs.first() else {
@@ -132,24 +197,30 @@ fn render_scenario(
     } else if s.rate > 0.0 {
         format!(", {} messages at {}/s", s.messages, s.rate)
     } else {
-        format!(", {} messages as fast as {} publishers send", s.messages, s.publishers)
+        format!(
+            ", {} messages as fast as {} publishers send",
+            s.messages, s.publishers
+        )
     };
     let stalled = if s.stalled > 0 {
-        format!(" and {} stalled readers", s.stalled)
+        format!(" and {}", counted(s.stalled.into(), "stalled reader"))
     } else {
         String::new()
     };
     // Writing to a String cannot fail.
     let _ = writeln!(
         out,
-        "### {scenario}\n\n{} readers{stalled} on {} channels{rate}; {} runs of {numerator}, \
-         {} of {denominator}. Each cell is the median of the runs, with their range.\n",
-        s.subscribers,
-        s.channels,
-        left.len(),
-        right.len(),
+        "### {scenario}\n\n{}{stalled} on {}{rate}; {} of {numerator}, {} of {denominator}. \
+         Each cell is the median of the runs, with their range when they differ.\n",
+        counted(s.subscribers.into(), "reader"),
+        counted(s.channels.into(), "channel"),
+        counted(left.len() as u64, "run"),
+        counted(right.len() as u64, "run"),
     );
-    let _ = writeln!(out, "| figure | {numerator} | {denominator} | {numerator} / {denominator} |");
+    let _ = writeln!(
+        out,
+        "| figure | {numerator} | {denominator} | {numerator} / {denominator} |"
+    );
     let _ = writeln!(out, "|---|---:|---:|---:|");
 
     let mut figures: Vec<&Figure> = CONNECTION_FIGURES.iter().collect();
@@ -165,7 +236,7 @@ fn render_scenario(
         let left_values = values(&left, figure);
         let right_values = values(&right, figure);
         let ratio = match (median(&left_values), median(&right_values)) {
-            (Some(l), Some(r)) if r != 0.0 => format!("{:.2}", l / r),
+            (Some(l), Some(r)) if r != 0.0 && figure.compare => format!("{:.2}", l / r),
             _ => "–".into(),
         };
         let _ = writeln!(
@@ -179,7 +250,11 @@ fn render_scenario(
 
     let problems: Vec<String> = runs
         .iter()
-        .flat_map(|r| r.problems.iter().map(move |p| format!("{} run {}: {p}", r.server, r.run)))
+        .flat_map(|r| {
+            r.problems
+                .iter()
+                .map(move |p| format!("{} run {}: {p}", r.server, r.run))
+        })
         .collect();
     if !problems.is_empty() {
         let _ = writeln!(out, "\nProblems reported:\n");
@@ -188,6 +263,15 @@ fn render_scenario(
         }
     }
     let _ = writeln!(out);
+}
+
+/// Returns "1 channel" or "3 channels".
+fn counted(count: u64, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
+    }
 }
 
 fn values(runs: &[&Report], figure: &Figure) -> Vec<f64> {

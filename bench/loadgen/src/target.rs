@@ -33,7 +33,9 @@ pub enum TargetError {
     #[error("invalid host {host:?}: give an IP address or localhost")]
     InvalidHost { host: String },
 
-    #[error("the target address {ip} is not a loopback address; only 127.0.0.0/8 and ::1 are allowed")]
+    #[error(
+        "the target address {ip} is not a loopback address; only 127.0.0.0/8 and ::1 are allowed"
+    )]
     NotLoopback { ip: IpAddr },
 }
 

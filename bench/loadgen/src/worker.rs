@@ -1,4 +1,4 @@
-//! A worker process: holds its share of the subscribers and reports what they received.
+//! A worker process: keeps its share of the subscribers connected and reports their deliveries.
 //!
 //! The coordinator starts workers because one process may open only so many sockets (20,000
 //! on the machine this was written for, a hard limit). Each worker runs one thread; its plan
@@ -45,7 +45,7 @@ pub enum WorkerError {
 /// Result of one subscriber's handshake, sent to the worker's main task.
 type Handshake = (SubscriberSpec, Result<(), String>);
 
-/// What a subscriber task returns: how its stream ended, or why it never got one.
+/// The result of a subscriber task: how its stream ended, or why it never got one.
 type Outcome = (SubscriberSpec, Result<Ending, String>);
 
 /// Runs a worker to the end of its plan.
@@ -56,7 +56,8 @@ pub async fn run() -> Result<(), WorkerError> {
         .await
         .map_err(WorkerError::ReadPlan)?
         .ok_or(WorkerError::NoPlan)?;
-    let plan: Arc<WorkerPlan> = Arc::new(serde_json::from_str(&line).map_err(WorkerError::InvalidPlan)?);
+    let plan: Arc<WorkerPlan> =
+        Arc::new(serde_json::from_str(&line).map_err(WorkerError::InvalidPlan)?);
     let deadline = Instant::now() + plan.deadline;
     let mut stdout = tokio::io::stdout();
 
@@ -85,7 +86,7 @@ pub async fn run() -> Result<(), WorkerError> {
     };
     send(&mut stdout, &ready).await?;
 
-    // Report progress until the coordinator says the run is over, closes stdin, or time is up.
+    // Report progress until the coordinator sends the finish line, closes stdin, or time is up.
     let mut progress = tokio::time::interval(PROGRESS_INTERVAL);
     loop {
         tokio::select! {
@@ -101,7 +102,7 @@ pub async fn run() -> Result<(), WorkerError> {
         }
     }
 
-    // The receivers only wait for this value; none of them may have ended yet.
+    // Sending fails only when every subscriber task has already ended, which needs no signal.
     let _ = finish_sender.send(true);
     let (outcomes, stuck) = collect(&mut tasks).await;
     let report = build_report(&plan, &shared, outcomes, stuck);
@@ -126,7 +127,7 @@ fn start_subscribers(
         tasks.spawn(async move {
             tokio::time::sleep_until(at).await;
             let opened = {
-                // The semaphore is never closed, so acquire only fails if it were.
+                // Nothing closes the semaphore, so acquiring always yields a permit.
                 let _permit = gate.acquire().await;
                 subscriber::open(&plan, &spec).await
             };
@@ -170,14 +171,21 @@ async fn collect(tasks: &mut JoinSet<Outcome>) -> (Vec<Outcome>, u64) {
     (outcomes, stuck)
 }
 
-fn build_report(plan: &WorkerPlan, shared: &Shared, outcomes: Vec<Outcome>, stuck: u64) -> WorkerReport {
+fn build_report(
+    plan: &WorkerPlan,
+    shared: &Shared,
+    outcomes: Vec<Outcome>,
+    stuck: u64,
+) -> WorkerReport {
     let mut report = WorkerReport {
         readers_per_channel: vec![0; plan.channels as usize],
         ..WorkerReport::default()
     };
     let mut stalled = StalledReport::default();
     if stuck > 0 {
-        report.closed_early.insert("did not close at the end of the run".into(), stuck);
+        report
+            .closed_early
+            .insert("did not close at the end of the run".into(), stuck);
     }
 
     for (spec, outcome) in outcomes {
