@@ -40,6 +40,9 @@ const WORKER_GRACE: Duration = Duration::from_secs(30);
 const REPORT_TIMEOUT: Duration = Duration::from_secs(30);
 const EXIT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Time for a progress line from every worker to arrive: workers send one every 200 ms.
+const PROGRESS_CATCH_UP: Duration = Duration::from_millis(250);
+
 /// Time between checks of the workers' progress while draining.
 const DRAIN_POLL: Duration = Duration::from_millis(50);
 
@@ -81,8 +84,15 @@ enum FromWorker {
 struct Worker {
     child: Child,
     stdin: Option<ChildStdin>,
-    /// Unique deliveries the worker last reported.
-    progress: Arc<AtomicU64>,
+    /// The worker's last progress line.
+    progress: Arc<Progress>,
+}
+
+/// Counts from a worker's progress lines, stored by the task that reads its output.
+#[derive(Default)]
+struct Progress {
+    deliveries: AtomicU64,
+    closed_early: AtomicU64,
 }
 
 /// The workers' ready messages, summed.
@@ -114,8 +124,13 @@ pub async fn run(args: RunArgs) -> Result<Report, RunError> {
     );
 
     // Hold.
-    let hold = Duration::from_secs_f64(args.hold_secs);
+    // Hold, for at least one progress interval so that the closed-early counts are current.
+    let hold = Duration::from_secs_f64(args.hold_secs).max(PROGRESS_CATCH_UP);
     tokio::time::sleep_until(deadline.min(Instant::now() + hold)).await;
+    let closed_before_publishing = workers
+        .iter()
+        .map(|w| w.progress.closed_early.load(Ordering::Relaxed))
+        .sum();
 
     // Publish and drain.
     let idle = Phase::sample(&args, &workers);
@@ -145,6 +160,7 @@ pub async fn run(args: RunArgs) -> Result<Report, RunError> {
         run_id,
         workers: workers.len() as u32,
         ramp_secs,
+        closed_before_publishing,
         published,
         reports,
         before,
@@ -218,7 +234,7 @@ async fn spawn_workers(
             .await
             .map_err(|error| RunError::SendPlan { index, error })?;
 
-        let progress = Arc::new(AtomicU64::new(0));
+        let progress = Arc::new(Progress::default());
         tokio::spawn(forward_lines(
             index,
             stdout,
@@ -238,7 +254,7 @@ async fn spawn_workers(
 async fn forward_lines(
     index: u32,
     stdout: tokio::process::ChildStdout,
-    progress: Arc<AtomicU64>,
+    progress: Arc<Progress>,
     sender: mpsc::Sender<FromWorker>,
 ) {
     let mut lines = BufReader::new(stdout).lines();
@@ -249,8 +265,12 @@ async fn forward_lines(
             Err(error) => break format!("reading its output failed: {error}"),
         };
         match serde_json::from_str::<WorkerMessage>(&line) {
-            Ok(WorkerMessage::Progress { deliveries }) => {
-                progress.store(deliveries, Ordering::Relaxed)
+            Ok(WorkerMessage::Progress {
+                deliveries,
+                closed_early,
+            }) => {
+                progress.deliveries.store(deliveries, Ordering::Relaxed);
+                progress.closed_early.store(closed_early, Ordering::Relaxed);
             }
             Ok(message) => {
                 if sender
@@ -319,7 +339,7 @@ async fn drain(workers: &[Worker], expected: u64, args: &RunArgs, deadline: Inst
     let total = || {
         workers
             .iter()
-            .map(|w| w.progress.load(Ordering::Relaxed))
+            .map(|w| w.progress.deliveries.load(Ordering::Relaxed))
             .sum::<u64>()
     };
     let mut seen = total();
@@ -447,6 +467,7 @@ struct Assembly {
     run_id: u64,
     workers: u32,
     ramp_secs: f64,
+    closed_before_publishing: u64,
     published: PublishOutcome,
     reports: Vec<Result<WorkerReport, String>>,
     before: Option<ProcSample>,
@@ -467,6 +488,7 @@ fn assemble(parts: Assembly) -> Report {
     let mut connections = Connections {
         attempted: u64::from(args.subscribers),
         ramp_secs: parts.ramp_secs,
+        closed_before_publishing: parts.closed_before_publishing,
         ..Connections::default()
     };
     let mut deliveries = Deliveries::default();
@@ -526,8 +548,10 @@ fn assemble(parts: Assembly) -> Report {
         &stalled,
     );
 
-    let established_all = connections.established + stalled.established;
-    let server_process = server_figures(&parts, established_all, deliveries.delivered);
+    // Streams the server ended during the ramp take no memory at the idle sample.
+    let open_at_idle = (connections.established + stalled.established)
+        .saturating_sub(connections.closed_before_publishing);
+    let server_process = server_figures(&parts, open_at_idle, deliveries.delivered);
     let generator_cpu = match (parts.idle.generator, parts.delivered.generator) {
         (Some(start), Some(end)) => Some(CpuSeconds {
             user: end.user - start.user,
@@ -625,7 +649,7 @@ fn list_problems(
     }
 }
 
-fn server_figures(parts: &Assembly, established: u64, delivered: u64) -> Option<ServerFigures> {
+fn server_figures(parts: &Assembly, open_at_idle: u64, delivered: u64) -> Option<ServerFigures> {
     let pid = parts.args.server_pid?;
     let before = parts.before?;
     let idle = parts.idle.server?;
@@ -634,8 +658,8 @@ fn server_figures(parts: &Assembly, established: u64, delivered: u64) -> Option<
     let connect_cpu = CpuSeconds::between(&before, &idle);
     let publish_cpu = CpuSeconds::between(&idle, &published);
     let per_delivery = |secs: f64| (delivered > 0).then(|| secs * 1e6 / delivered as f64);
-    let rss_per_connection_kib = (established > 0)
-        .then(|| (idle.rss_kib as f64 - before.rss_kib as f64) / established as f64);
+    let rss_per_connection_kib = (open_at_idle > 0)
+        .then(|| (idle.rss_kib as f64 - before.rss_kib as f64) / open_at_idle as f64);
     let publish_max_rss_kib = parts
         .series
         .iter()

@@ -24,8 +24,8 @@ pub enum WorkerMessage {
         /// Readers and stalled readers without one, by reason.
         failed: BTreeMap<String, u64>,
     },
-    /// Unique deliveries so far, sent a few times per second.
-    Progress { deliveries: u64 },
+    /// Unique deliveries and streams closed early so far, sent a few times per second.
+    Progress { deliveries: u64, closed_early: u64 },
     /// The final figures, after the subscribers were closed.
     Report(Box<WorkerReport>),
 }

@@ -41,6 +41,8 @@ pub struct Connections {
     pub failed: BTreeMap<String, u64>,
     /// Established readers whose stream ended before the run did, by reason.
     pub closed_early: BTreeMap<String, u64>,
+    /// Of those, the streams that had ended before the first publish (up to 200 ms late).
+    pub closed_before_publishing: u64,
     /// Seconds from the first connection attempt until every worker was ready.
     pub ramp_secs: f64,
 }
@@ -144,7 +146,7 @@ pub struct ServerFigures {
     pub after: Option<ProcSample>,
     /// Readings every `--sample-ms` over the whole run.
     pub series: Vec<ProcSample>,
-    /// (idle RSS − RSS before) / established connections, readers and stalled readers.
+    /// (idle RSS − RSS before) / connections open at idle, readers and stalled readers.
     pub rss_per_connection_kib: Option<f64>,
     /// CPU from the first connection until idle: accepting and greeting subscribers.
     pub connect_cpu: CpuSeconds,
@@ -233,8 +235,14 @@ impl Report {
         let c = &self.connections;
         let _ = writeln!(
             out,
-            "  connections: {} of {} established in {:.1} s, failed {:?}, closed early {:?}",
-            c.established, c.attempted, c.ramp_secs, c.failed, c.closed_early
+            "  connections: {} of {} established in {:.1} s, failed {:?}, closed early {:?} \
+             ({} before publishing)",
+            c.established,
+            c.attempted,
+            c.ramp_secs,
+            c.failed,
+            c.closed_early,
+            c.closed_before_publishing,
         );
     }
 

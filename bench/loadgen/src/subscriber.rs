@@ -39,6 +39,8 @@ pub struct Shared {
     pub run_id: u64,
     /// Unique deliveries, read by the worker for its progress lines.
     pub deliveries: AtomicU64,
+    /// Readers whose stream ended before the run did, also for the progress lines.
+    pub closed_early: AtomicU64,
     pub stats: Mutex<DeliveryStats>,
 }
 
@@ -63,6 +65,7 @@ impl Shared {
         Self {
             run_id,
             deliveries: AtomicU64::new(0),
+            closed_early: AtomicU64::new(0),
             stats: Mutex::new(DeliveryStats {
                 latency,
                 duplicates: 0,

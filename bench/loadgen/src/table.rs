@@ -47,6 +47,9 @@ const CONNECTION_FIGURES: &[Figure] = &[
     figure("streams closed early", 0, |r| {
         Some(sum(&r.connections.closed_early))
     }),
+    figure("streams closed before publishing", 0, |r| {
+        Some(r.connections.closed_before_publishing as f64)
+    }),
     figure("seconds to connect everyone", 1, |r| {
         Some(r.connections.ramp_secs)
     }),

@@ -96,7 +96,9 @@ pub async fn run() -> Result<(), WorkerError> {
             },
             _ = progress.tick() => {
                 let deliveries = shared.deliveries.load(Ordering::Relaxed);
-                send(&mut stdout, &WorkerMessage::Progress { deliveries }).await?;
+                let closed_early = shared.closed_early.load(Ordering::Relaxed);
+                let line = WorkerMessage::Progress { deliveries, closed_early };
+                send(&mut stdout, &line).await?;
             }
             _ = tokio::time::sleep_until(deadline) => break,
         }
@@ -145,6 +147,9 @@ fn start_subscribers(
             } else {
                 subscriber::read(stream, &plan, &shared, spec.channel, finish).await
             };
+            if let Ending::ClosedEarly(_) = ending {
+                shared.closed_early.fetch_add(1, Ordering::Relaxed);
+            }
             (spec, Ok(ending))
         });
     }

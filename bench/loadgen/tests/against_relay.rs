@@ -108,6 +108,7 @@ fn workers_count_every_delivery() {
     assert_eq!(report.workers, 2);
     assert_eq!(report.connections.established, 50);
     assert!(report.connections.failed.is_empty());
+    assert_eq!(report.connections.closed_before_publishing, 0);
     assert_eq!(report.publishing.accepted, 50);
     // 10 messages per channel, each to the 10 readers of its channel.
     assert_eq!(report.deliveries.expected, 500);
