@@ -25,7 +25,7 @@ use crate::target::Target;
 /// Maximum wait for one publish response.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Largest publish response body read, in bytes; a relay's reply is a few dozen.
+/// Maximum publish response body read, in bytes: the relays' replies are under 200 bytes.
 const MAX_RESPONSE_BODY: u64 = 64 * 1024;
 
 /// The publishers' results.

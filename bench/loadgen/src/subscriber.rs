@@ -33,8 +33,8 @@ const STALLED_DRAIN_BYTES: u64 = 256 * 1024 * 1024;
 /// Largest latency recorded, in microseconds; longer ones are recorded as this.
 pub const MAX_LATENCY_MICROS: u64 = 600_000_000;
 
-/// Figures shared by every subscriber of a worker. The worker runs one thread, so the mutex
-/// is never contended; a subscriber holds it while it accounts for one read's events.
+/// Figures shared by every subscriber of a worker. A subscriber locks them while it accounts
+/// for one read's events, and the worker runs one thread, so the lock is never contended.
 pub struct Shared {
     pub run_id: u64,
     /// Unique deliveries, read by the worker for its progress lines.

@@ -298,11 +298,13 @@ fn cell(sorted: &[f64], decimals: usize) -> String {
         return "–".into();
     };
     // `sorted` is non-empty here, since it has a median.
-    let (low, high) = (sorted[0], sorted[sorted.len() - 1]);
-    if sorted.len() == 1 || low == high {
-        return format!("{median:.decimals$}");
+    let low = format!("{:.decimals$}", sorted[0]);
+    let high = format!("{:.decimals$}", sorted[sorted.len() - 1]);
+    let median = format!("{median:.decimals$}");
+    if low == high {
+        return median;
     }
-    format!("{median:.decimals$} ({low:.decimals$}–{high:.decimals$})")
+    format!("{median} ({low}–{high})")
 }
 
 #[cfg(test)]
@@ -320,6 +322,7 @@ mod tests {
     fn cell_shows_range_of_runs() {
         assert_eq!(cell(&[1.0, 2.0, 3.5], 1), "2.0 (1.0–3.5)");
         assert_eq!(cell(&[2.0, 2.0], 0), "2");
+        assert_eq!(cell(&[19.01, 19.04], 1), "19.0");
         assert_eq!(cell(&[], 2), "–");
     }
 }

@@ -1,9 +1,9 @@
 //! A worker process: keeps its share of the subscribers connected and reports their deliveries.
 //!
 //! The coordinator starts workers because one process may open only so many sockets (20,000
-//! on the machine this was written for, a hard limit). Each worker runs one thread; its plan
+//! on the machine this was written for, a hard limit). Each worker runs one thread. Its plan
 //! arrives as the first line of stdin, and it stops by itself at the plan's deadline even if
-//! the coordinator never says so.
+//! the finish line never comes.
 
 use std::collections::BTreeMap;
 use std::io;
