@@ -22,6 +22,9 @@ impl Relay {
         let child = Command::new(dropthat_tests::relay::binary())
             .args(["--listen", &addr.to_string(), "--www"])
             .arg(www)
+            // The load generator publishes from one address faster than the relay's default
+            // per-client rate allows.
+            .args(["--publish-rate", "100000", "--publish-burst", "100000"])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
