@@ -30,18 +30,31 @@ impl TrustedProxies {
     /// Returns the client address of `request`: the peer address, or, when the peer is a
     /// trusted proxy, the nearest `X-Forwarded-For` entry that is not itself a trusted proxy.
     pub fn client_address(&self, request: &HttpRequest) -> Option<IpAddr> {
-        let peer = canonical(request.peer_addr()?.ip());
+        let forwarded = request
+            .headers()
+            .get_all("x-forwarded-for")
+            .map(|value| value.as_bytes());
+        Some(self.resolve(request.peer_addr()?.ip(), forwarded))
+    }
+
+    /// Returns whether `X-Forwarded-For` headers from `peer` are read at all.
+    pub fn trusts(&self, peer: IpAddr) -> bool {
+        self.contains(canonical(peer))
+    }
+
+    /// Returns the client address of a request from `peer` that carried the `X-Forwarded-For`
+    /// header values `forwarded`, in the order received; see [`Self::client_address`].
+    pub fn resolve<'a>(&self, peer: IpAddr, forwarded: impl Iterator<Item = &'a [u8]>) -> IpAddr {
+        let peer = canonical(peer);
         if !self.contains(peer) {
-            return Some(peer);
+            return peer;
         }
 
         // Each proxy appends the address it received the request from, so the entries are read
         // from the right, past the trusted proxies, to the first address no trusted proxy added.
         let mut client = peer;
-        let entries = request
-            .headers()
-            .get_all("x-forwarded-for")
-            .filter_map(|value| value.to_str().ok())
+        let entries = forwarded
+            .filter_map(visible_ascii)
             .flat_map(|value| value.split(','))
             .collect::<Vec<_>>();
         for entry in entries.iter().rev().take(MAX_FORWARDED_HOPS) {
@@ -54,8 +67,18 @@ impl TrustedProxies {
                 break;
             }
         }
-        Some(client)
+        client
     }
+}
+
+/// Returns a header value as text when it contains only visible ASCII and tabs, as
+/// `HeaderValue::to_str` in the `http` crate accepts it.
+pub fn visible_ascii(value: &[u8]) -> Option<&str> {
+    let visible = value
+        .iter()
+        .all(|&b| (b' '..0x7f).contains(&b) || b == b'\t');
+    // Visible ASCII is valid UTF-8, so the conversion cannot fail here.
+    visible.then(|| std::str::from_utf8(value).ok()).flatten()
 }
 
 /// Writes IPv4-mapped IPv6 addresses as IPv4, so one client has one form.

@@ -76,10 +76,18 @@ pub struct Config {
     #[arg(long, env = "DROPTHAT_HISTORY_RETENTION", default_value = "5m", value_parser = humantime::parse_duration)]
     pub history_retention: Duration,
 
-    /// Frames a subscriber may have waiting before it counts as stalled and is disconnected.
-    #[arg(long, env = "DROPTHAT_QUEUE_LEN", default_value_t = 64,
-          value_parser = clap::value_parser!(u32).range(2..=4096))]
+    /// Events a subscriber may have waiting (published, not yet written to its connection)
+    /// before it counts as stalled and is disconnected. Waiting events are shared with the
+    /// channel's other subscribers, so a high limit costs memory only while one falls behind.
+    #[arg(long, env = "DROPTHAT_QUEUE_LEN", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(2..=1 << 16))]
     pub queue_len: u32,
+
+    /// Bytes of event frames a subscriber may have waiting before it counts as stalled and is
+    /// disconnected; this bounds what a stalled subscriber keeps in its channel's memory.
+    #[arg(long, env = "DROPTHAT_QUEUE_BYTES", default_value_t = 1 << 20,
+          value_parser = clap::value_parser!(u32).range(64 * 1024..=1 << 30))]
+    pub queue_bytes: u32,
 
     /// Maximum publish body size, in bytes.
     #[arg(long, env = "DROPTHAT_MAX_PUBLISH_BYTES", default_value_t = 32 * 1024,
@@ -164,7 +172,8 @@ impl Config {
             history_retention: self.history_retention,
             count_interval: self.count_interval,
             keepalive: self.keepalive,
-            queue_capacity: self.queue_len as usize,
+            max_waiting_events: self.queue_len as usize,
+            max_waiting_bytes: self.queue_bytes as usize,
             max_subscribers_per_channel: self.max_subscribers_per_channel as usize,
         }
     }
@@ -291,6 +300,7 @@ mod tests {
             &["--trusted-proxies", "example.com"],
             &["--publish-rate", "-1"],
             &["--queue-len", "1"],
+            &["--queue-bytes", "1000"],
         ] {
             assert!(parse(args).is_err(), "{args:?}");
         }

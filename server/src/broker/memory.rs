@@ -1,25 +1,40 @@
 //! The in-process broker: channels, their subscribers and their history live in this process.
 //!
-//! All channels sit in one map behind one std mutex. No critical section awaits; the longest
-//! is a fan-out, which pushes one shared frame handle into each subscriber queue of a channel.
-//! One maintenance task, not a timer per connection, sends the coalesced counts, the keepalive
-//! comments, and frees channels whose history has expired.
+//! Each channel keeps a log of encoded event frames, and each subscriber a cursor into it:
+//! publishing appends one frame and wakes the channel's subscribers, and each subscriber's
+//! connection then takes every frame from its cursor to the newest in one batch. A subscriber
+//! that falls more than `max_waiting_events` events (or `max_waiting_bytes` bytes) behind is
+//! dropped as stalled. The log keeps what some subscriber still has to send, and at least the
+//! last `history_len` events for subscribers that reconnect.
+//!
+//! Subscriber counts and keepalives are not queued at all: each channel holds the latest count
+//! frame and a version number for each, and a subscriber sends the frame when its version is
+//! behind. One maintenance task, not a timer per connection, moves the versions on (the counts
+//! coalesced to one per `count_interval`) and frees channels whose history has expired.
+//!
+//! Locks: the channel map is behind one std mutex, and each channel's log behind its own. Code
+//! that needs both takes the map's first. A connection that gathers frames takes only its
+//! channel's lock; no critical section awaits, and wakers are woken after the locks are
+//! released.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::{BoxFuture, FutureExt};
+use slab::Slab;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::event_id::{EventId, random_epoch};
-use super::queue::{self, End, Frame, PushError, QueueSender};
 use super::{
-    Broker, BrokerError, BrokerStats, DeliveryCounters, Published, SubscribeRequest, Subscription,
+    Batch, Broker, BrokerError, BrokerStats, DeliveryCounters, End, Feed, Gathered, Published,
+    SubscribeRequest, Subscription,
 };
 use crate::channel::ChannelId;
+use crate::connection::ConnectionCloser;
 use crate::sse::{self, ResetReason};
 
 /// Settings of a [`MemoryBroker`]; [`Default`] gives the relay's defaults.
@@ -37,8 +52,12 @@ pub struct BrokerSettings {
     pub count_interval: Duration,
     /// Time between keepalive comments on every stream.
     pub keepalive: Duration,
-    /// Frames a subscriber may have waiting before it counts as stalled and is dropped.
-    pub queue_capacity: usize,
+    /// Events published but not yet taken by a subscriber's connection that make it count as
+    /// stalled and be dropped when exceeded.
+    pub max_waiting_events: usize,
+    /// The same limit in bytes of event frames. With `max_waiting_events`, it bounds the
+    /// memory a stalled subscriber holds in its channel's log.
+    pub max_waiting_bytes: usize,
     /// Maximum subscribers per channel.
     pub max_subscribers_per_channel: usize,
 }
@@ -50,7 +69,8 @@ impl Default for BrokerSettings {
             history_retention: Duration::from_secs(300),
             count_interval: Duration::from_millis(370),
             keepalive: Duration::from_secs(20),
-            queue_capacity: 64,
+            max_waiting_events: 1024,
+            max_waiting_bytes: 1 << 20,
             max_subscribers_per_channel: 1000,
         }
     }
@@ -66,8 +86,11 @@ struct Shared {
     settings: BrokerSettings,
     /// Drawn once at start, so event ids never repeat across restarts.
     epoch: u64,
-    /// A std mutex suits: no critical section awaits, and fan-out under it does constant work
-    /// per subscriber.
+    /// Sequence number of the next event, from 1. An event takes its number under its
+    /// channel's lock, so each channel's log is in sequence order.
+    next_sequence: AtomicU64,
+    /// A std mutex suits: no critical section awaits, and the longest (a count tick) does
+    /// constant work per subscriber.
     state: Mutex<State>,
     delivery: Arc<DeliveryCounters>,
     subscribers_opened: AtomicU64,
@@ -79,11 +102,9 @@ struct Shared {
 
 #[derive(Default)]
 struct State {
-    channels: HashMap<ChannelId, Channel>,
+    channels: HashMap<ChannelId, ChannelEntry>,
     /// Subscribers now, over all channels.
     subscribers: usize,
-    /// Sequence number of the next event, from 1.
-    next_sequence: u64,
     next_subscriber: u64,
     /// Channels whose membership changed since the last count tick.
     counts_due: HashSet<ChannelId>,
@@ -92,22 +113,66 @@ struct State {
     closed: bool,
 }
 
+struct ChannelEntry {
+    channel: Arc<Channel>,
+    /// When the last subscriber left; `None` while the channel has subscribers.
+    idle_since: Option<Instant>,
+}
+
+/// One channel: created by its first subscriber, shared by the map and every subscriber's
+/// feed, and dropped when both let go of it.
 struct Channel {
-    subscribers: HashMap<u64, QueueSender>,
-    /// The latest events, oldest first, at most `history_len` of them.
-    history: VecDeque<StoredEvent>,
+    /// A std mutex suits: a connection holds it to copy frame handles, a publish to append
+    /// and to take the wakers, and neither awaits.
+    log: Mutex<Log>,
+}
+
+struct Log {
+    /// Events from position `front` on, oldest first.
+    events: VecDeque<StoredEvent>,
+    /// Position of the oldest event in `events`. Positions number this channel's events from
+    /// 0 without gaps, where sequence numbers are shared by all channels.
+    front: u64,
+    /// Bytes of every event frame appended so far.
+    appended_bytes: u64,
     /// The sequence number the broker was at when this channel was created: ids below it were
     /// issued before the channel existed and are unknown to it.
     first_sequence: u64,
-    /// The newest sequence number pushed out of the history by newer events.
+    /// The newest sequence number dropped from the front of the log.
     evicted_through: Option<u64>,
-    /// When the last subscriber left; `None` while the channel has subscribers.
-    idle_since: Option<Instant>,
+    members: Slab<Member>,
+    /// The latest `event: count` frame, and its version. A version moves on at a count tick.
+    count_frame: Bytes,
+    count_version: u64,
+    /// Moves on when keepalives are due.
+    keepalive_version: u64,
+    /// Set by [`Broker::close`]: streams end once they have sent every event.
+    closed: bool,
 }
 
 struct StoredEvent {
     sequence: u64,
     frame: Bytes,
+    /// `appended_bytes` before this event, to measure how many bytes a subscriber is behind.
+    offset: u64,
+}
+
+/// One subscriber's state in its channel's log.
+struct Member {
+    /// Unique over the broker, so a feed can tell its own entry from a later one that reuses
+    /// the slab slot after it was dropped as stalled.
+    id: u64,
+    /// Position of the next event this subscriber sends.
+    cursor: u64,
+    count_seen: u64,
+    keepalive_seen: u64,
+    /// Whether the count at the moment of joining is still to be sent.
+    opening_count: bool,
+    /// A resume notice still to be sent, before any event.
+    reset: Option<ResetReason>,
+    /// The connection's task, woken when frames are ready or the stream ends.
+    waker: Option<Waker>,
+    closer: Option<ConnectionCloser>,
 }
 
 impl MemoryBroker {
@@ -117,10 +182,8 @@ impl MemoryBroker {
         let shared = Arc::new(Shared {
             settings,
             epoch: random_epoch()?,
-            state: Mutex::new(State {
-                next_sequence: 1,
-                ..State::default()
-            }),
+            next_sequence: AtomicU64::new(1),
+            state: Mutex::new(State::default()),
             delivery: Arc::default(),
             subscribers_opened: AtomicU64::new(0),
             subscribers_closed: AtomicU64::new(0),
@@ -143,9 +206,10 @@ impl Broker for MemoryBroker {
         &self,
         request: SubscribeRequest,
     ) -> BoxFuture<'_, Result<Subscription, BrokerError>> {
-        let result = self.shared.join(request).map(|(membership, frames)| {
-            Subscription::new(frames, self.shared.delivery.clone(), Box::new(membership))
-        });
+        let result = self
+            .shared
+            .join(request)
+            .map(|feed| Subscription::new(Box::new(feed), self.shared.delivery.clone()));
         async move { result }.boxed()
     }
 
@@ -164,7 +228,7 @@ impl Broker for MemoryBroker {
             .lock()
             .channels
             .get(&channel)
-            .map_or(0, |c| c.subscribers.len());
+            .map_or(0, |entry| entry.channel.lock().members.len());
         async move { Ok(count) }.boxed()
     }
 
@@ -189,107 +253,135 @@ impl Broker for MemoryBroker {
     }
 
     fn close(&self) {
-        let mut state = self.shared.lock();
-        state.closed = true;
-        for channel in state.channels.values() {
-            for queue in channel.subscribers.values() {
-                queue.end(End::Closed);
+        let mut wakers = Vec::new();
+        let subscribers = {
+            let mut state = self.shared.lock();
+            state.closed = true;
+            for entry in state.channels.values() {
+                let mut log = entry.channel.lock();
+                log.closed = true;
+                log.take_wakers(&mut wakers);
             }
-        }
-        tracing::info!(
-            subscribers = state.subscribers,
-            "ending every event stream for shutdown"
-        );
+            state.subscribers
+        };
+        tracing::info!(subscribers, "ending every event stream for shutdown");
+        wakers.into_iter().for_each(Waker::wake);
     }
 }
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         // No critical section panics between two related updates (each is an insert, remove
-        // or push), so the state behind a lock poisoned by a panic elsewhere is consistent.
+        // or counter change), so the state behind a lock poisoned elsewhere is consistent.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn join(
-        self: &Arc<Self>,
-        request: SubscribeRequest,
-    ) -> Result<(Membership, queue::QueueReceiver), BrokerError> {
+    fn join(self: &Arc<Self>, request: SubscribeRequest) -> Result<MemoryFeed, BrokerError> {
         let mut guard = self.lock();
         let state = &mut *guard;
         if state.closed {
             return Err(BrokerError::ShuttingDown);
         }
 
-        let limit = self.settings.max_subscribers_per_channel;
-        let next_sequence = state.next_sequence;
-        let channel = state
+        let first_sequence = self.next_sequence.load(Ordering::Relaxed);
+        let entry = state
             .channels
             .entry(request.channel.clone())
-            .or_insert_with(|| Channel::new(next_sequence));
-        if channel.subscribers.len() >= limit {
+            .or_insert_with(|| ChannelEntry {
+                channel: Arc::new(Channel::new(first_sequence)),
+                idle_since: None,
+            });
+        let channel = entry.channel.clone();
+        let mut log = channel.lock();
+        let limit = self.settings.max_subscribers_per_channel;
+        if log.members.len() >= limit {
             return Err(BrokerError::ChannelFull {
                 channel: request.channel,
                 limit,
             });
         }
 
-        let (sender, receiver) = queue::queue(self.settings.queue_capacity);
+        let (cursor, reset) = match &request.last_event_id {
+            Some(last_event_id) => {
+                log.resume_position(last_event_id, self.epoch, self.settings.history_len)
+            }
+            None => (log.head(), None),
+        };
         let id = state.next_subscriber;
         state.next_subscriber += 1;
-        channel.subscribers.insert(id, sender);
-        channel.idle_since = None;
-        state.subscribers += 1;
-        self.subscribers_opened.fetch_add(1, Ordering::Relaxed);
-
+        let member = Member {
+            id,
+            cursor,
+            count_seen: log.count_version,
+            keepalive_seen: log.keepalive_version,
+            opening_count: true,
+            reset,
+            waker: None,
+            closer: None,
+        };
+        let key = log.members.insert(member);
         // The new subscriber learns the count at once; the others get it coalesced.
-        let count = channel.subscribers.len();
-        let opening = &channel.subscribers[&id];
-        opening.push_opening(Frame::control(sse::count(count)));
-        if let Some(last_event_id) = &request.last_event_id {
-            for frame in channel.resume_after(last_event_id, self.epoch) {
-                opening.push_opening(frame);
-            }
-        }
+        let count = log.members.len();
+        log.count_frame = sse::count(count);
+        drop(log);
+
+        entry.idle_since = None;
+        state.subscribers += 1;
         state.counts_due.insert(request.channel.clone());
+        self.subscribers_opened.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(channel = %request.channel, subscribers = count, "subscriber joined");
 
-        let membership = Membership {
+        Ok(MemoryFeed {
             shared: self.clone(),
-            channel: request.channel,
+            channel,
+            name: request.channel,
+            key,
             id,
-        };
-        Ok((membership, receiver))
+        })
     }
 
-    fn publish(&self, channel: ChannelId, payload: &[u8]) -> Result<Published, BrokerError> {
-        let mut guard = self.lock();
-        let state = &mut *guard;
-        if state.closed {
-            return Err(BrokerError::ShuttingDown);
-        }
-
-        let id = EventId {
-            epoch: self.epoch,
-            sequence: state.next_sequence,
+    fn publish(&self, name: ChannelId, payload: &[u8]) -> Result<Published, BrokerError> {
+        let channel = {
+            let state = self.lock();
+            if state.closed {
+                return Err(BrokerError::ShuttingDown);
+            }
+            state.channels.get(&name).map(|entry| entry.channel.clone())
         };
-        let frame = sse::event(&id.to_string(), payload)?;
-        state.next_sequence += 1;
-        self.events_published.fetch_add(1, Ordering::Relaxed);
-        self.bytes_published
-            .fetch_add(payload.len() as u64, Ordering::Relaxed);
 
-        let Some(entry) = state.channels.get_mut(&channel) else {
+        let Some(channel) = channel else {
+            // Nobody listens and nothing is kept: the event only takes an id.
+            let id = self.next_id();
+            sse::event(&id.to_string(), payload)?;
+            self.count_published(payload);
             return Ok(Published {
                 id: id.to_string(),
                 queued: 0,
             });
         };
-        let (queued, dropped) = self.fan_out(entry, &Frame::event(frame.clone()));
-        entry.remember(id.sequence, frame, self.settings.history_len);
+
+        let mut wakers = Vec::new();
+        let (id, queued, dropped) = {
+            let mut log = channel.lock();
+            let id = self.next_id();
+            let frame = sse::event(&id.to_string(), payload)?;
+            log.append(id.sequence, frame);
+            log.take_wakers(&mut wakers);
+            let dropped = log.drop_stalled(&self.settings, &mut wakers);
+            log.trim(self.settings.history_len);
+            (id, log.members.len(), dropped)
+        };
+        self.count_published(payload);
+        wakers.into_iter().for_each(Waker::wake);
+
         if dropped > 0 {
+            self.slow_subscribers_dropped
+                .fetch_add(dropped as u64, Ordering::Relaxed);
+            tracing::debug!(channel = %name, dropped, "dropped subscribers that stopped reading");
+            let mut state = self.lock();
             state.subscribers -= dropped;
-            state.counts_due.insert(channel.clone());
-            state.mark_if_idle(&channel, Instant::now());
+            state.counts_due.insert(name.clone());
+            state.mark_if_idle(&name, Instant::now());
         }
         Ok(Published {
             id: id.to_string(),
@@ -297,66 +389,53 @@ impl Shared {
         })
     }
 
-    /// Queues `frame` for every subscriber of `channel`, removing those whose queue is full
-    /// or whose stream is gone. Returns how many it was queued for and how many were removed.
-    fn fan_out(&self, channel: &mut Channel, frame: &Frame) -> (usize, usize) {
-        let before = channel.subscribers.len();
-        channel
-            .subscribers
-            .retain(|_, queue| match queue.push(frame.clone()) {
-                Ok(()) => true,
-                Err(PushError::Full) => {
-                    queue.end(End::Overflow);
-                    self.slow_subscribers_dropped
-                        .fetch_add(1, Ordering::Relaxed);
-                    false
-                }
-                Err(PushError::Ended) => false,
-            });
-        let queued = channel.subscribers.len();
-        let dropped = before - queued;
-        if dropped > 0 {
-            tracing::debug!(dropped, "dropped subscribers that stopped reading");
+    fn next_id(&self) -> EventId {
+        EventId {
+            epoch: self.epoch,
+            sequence: self.next_sequence.fetch_add(1, Ordering::Relaxed),
         }
-        (queued, dropped)
     }
 
-    /// Sends the coalesced counts, the keepalives when due, and frees expired channels.
+    fn count_published(&self, payload: &[u8]) {
+        self.events_published.fetch_add(1, Ordering::Relaxed);
+        self.bytes_published
+            .fetch_add(payload.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Moves the counts of the channels whose membership changed and, when due, the
+    /// keepalives on, then frees expired channels.
     fn tick(&self, now: Instant, keepalive_due: bool) {
-        let mut guard = self.lock();
-        let state = &mut *guard;
+        let mut wakers = Vec::new();
+        {
+            let mut guard = self.lock();
+            let state = &mut *guard;
 
-        let due = std::mem::take(&mut state.counts_due);
-        for name in due {
-            let Some(channel) = state.channels.get_mut(&name) else {
-                continue;
-            };
-            let frame = Frame::control(sse::count(channel.subscribers.len()));
-            let (_, dropped) = self.fan_out(channel, &frame);
-            state.subscribers -= dropped;
-            if dropped > 0 {
-                state.counts_due.insert(name.clone());
-            }
-            state.mark_if_idle(&name, now);
-        }
-
-        if keepalive_due {
-            let frame = Frame::control(sse::KEEPALIVE);
-            let mut emptied = Vec::new();
-            for (name, channel) in state.channels.iter_mut() {
-                let (_, dropped) = self.fan_out(channel, &frame);
-                if dropped > 0 {
-                    state.subscribers -= dropped;
-                    state.counts_due.insert(name.clone());
-                    emptied.push(name.clone());
+            let due = std::mem::take(&mut state.counts_due);
+            for name in due {
+                let Some(entry) = state.channels.get(&name) else {
+                    continue;
+                };
+                {
+                    let mut log = entry.channel.lock();
+                    log.count_frame = sse::count(log.members.len());
+                    log.count_version += 1;
+                    log.take_wakers(&mut wakers);
+                    log.trim(self.settings.history_len);
                 }
-            }
-            for name in emptied {
                 state.mark_if_idle(&name, now);
             }
-        }
 
-        self.free_expired(state, now);
+            if keepalive_due {
+                for entry in state.channels.values() {
+                    let mut log = entry.channel.lock();
+                    log.keepalive_version += 1;
+                    log.take_wakers(&mut wakers);
+                }
+            }
+
+            self.free_expired(state, now);
+        }
+        wakers.into_iter().for_each(Waker::wake);
     }
 
     fn free_expired(&self, state: &mut State, now: Instant) {
@@ -372,12 +451,33 @@ impl Shared {
             let expired = state
                 .channels
                 .get(&name)
-                .is_some_and(|c| c.idle_since == Some(since));
+                .is_some_and(|entry| entry.idle_since == Some(since));
             if expired {
                 state.channels.remove(&name);
                 tracing::debug!(channel = %name, "channel history expired");
             }
         }
+    }
+
+    /// Removes a subscriber whose stream ended, unless it was already dropped as stalled.
+    fn leave(&self, name: &ChannelId, channel: &Channel, key: usize, id: u64) {
+        self.subscribers_closed.fetch_add(1, Ordering::Relaxed);
+        let mut state = self.lock();
+        {
+            let mut log = channel.lock();
+            if log.members.get(key).is_none_or(|member| member.id != id) {
+                // The broker already dropped this subscriber as stalled.
+                return;
+            }
+            log.members.remove(key);
+            if log.members.is_empty() {
+                log.trim(self.settings.history_len);
+            }
+        }
+        state.subscribers -= 1;
+        state.counts_due.insert(name.clone());
+        state.mark_if_idle(name, Instant::now());
+        tracing::debug!(channel = %name, "subscriber left");
     }
 }
 
@@ -385,18 +485,25 @@ impl State {
     /// Frees the channel if it has neither subscribers nor history. If it has only history,
     /// starts its retention time instead.
     fn mark_if_idle(&mut self, name: &ChannelId, now: Instant) {
-        let Some(channel) = self.channels.get_mut(name) else {
+        let Some(entry) = self.channels.get_mut(name) else {
             return;
         };
-        if !channel.subscribers.is_empty() || channel.idle_since.is_some() {
+        if entry.idle_since.is_some() {
             return;
         }
-        if channel.history.is_empty() {
+        let (has_members, has_history) = {
+            let log = entry.channel.lock();
+            (!log.members.is_empty(), !log.events.is_empty())
+        };
+        if has_members {
+            return;
+        }
+        if !has_history {
             self.channels.remove(name);
             self.counts_due.remove(name);
             return;
         }
-        channel.idle_since = Some(now);
+        entry.idle_since = Some(now);
         self.idle.push_back((now, name.clone()));
     }
 }
@@ -404,56 +511,259 @@ impl State {
 impl Channel {
     fn new(first_sequence: u64) -> Self {
         Self {
-            subscribers: HashMap::new(),
-            history: VecDeque::new(),
-            first_sequence,
-            evicted_through: None,
-            idle_since: None,
+            log: Mutex::new(Log {
+                events: VecDeque::new(),
+                front: 0,
+                appended_bytes: 0,
+                first_sequence,
+                evicted_through: None,
+                members: Slab::new(),
+                count_frame: sse::count(0),
+                count_version: 0,
+                keepalive_version: 0,
+                closed: false,
+            }),
         }
     }
 
-    fn remember(&mut self, sequence: u64, frame: Bytes, history_len: usize) {
-        self.history.push_back(StoredEvent { sequence, frame });
-        while self.history.len() > history_len {
-            if let Some(evicted) = self.history.pop_front() {
-                self.evicted_through = Some(evicted.sequence);
+    fn lock(&self) -> MutexGuard<'_, Log> {
+        // Every critical section leaves the log whole (appends, pops and slab updates that
+        // cannot stop halfway), so a lock poisoned by a panic elsewhere is still consistent.
+        self.log.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Log {
+    /// Returns the position the next event will take.
+    fn head(&self) -> u64 {
+        self.front + self.events.len() as u64
+    }
+
+    fn append(&mut self, sequence: u64, frame: Bytes) {
+        let offset = self.appended_bytes;
+        self.appended_bytes += frame.len() as u64;
+        self.events.push_back(StoredEvent {
+            sequence,
+            frame,
+            offset,
+        });
+    }
+
+    /// Moves every registered waker into `wakers`.
+    fn take_wakers(&mut self, wakers: &mut Vec<Waker>) {
+        wakers.extend(
+            self.members
+                .iter_mut()
+                .filter_map(|(_, member)| member.waker.take()),
+        );
+    }
+
+    /// Removes the subscribers that are too far behind, shutting down their connections and
+    /// adding their wakers to `wakers`. Returns how many it removed.
+    fn drop_stalled(&mut self, settings: &BrokerSettings, wakers: &mut Vec<Waker>) -> usize {
+        let head = self.head();
+        let stalled: Vec<usize> = self
+            .members
+            .iter()
+            .filter(|(_, member)| {
+                // One event alone never counts, however large: the limits bound a backlog.
+                let behind = head - member.cursor;
+                behind > settings.max_waiting_events as u64
+                    || (behind > 1
+                        && self.bytes_behind(member.cursor) > settings.max_waiting_bytes as u64)
+            })
+            .map(|(key, _)| key)
+            .collect();
+        for &key in &stalled {
+            let mut member = self.members.remove(key);
+            // The closer is used under this lock: the connection's drop removes the member
+            // under the same lock, so its socket is still open here.
+            if let Some(closer) = member.closer.take() {
+                closer.shut_down();
             }
+            wakers.extend(member.waker.take());
+        }
+        stalled.len()
+    }
+
+    /// Returns the bytes of the event frames from position `cursor` to the newest.
+    fn bytes_behind(&self, cursor: u64) -> u64 {
+        let index = (cursor - self.front) as usize;
+        self.events
+            .get(index)
+            .map_or(0, |event| self.appended_bytes - event.offset)
+    }
+
+    /// Drops the events that no subscriber has still to send and that are older than the
+    /// last `history_len`.
+    fn trim(&mut self, history_len: usize) {
+        let head = self.head();
+        let oldest_needed = self
+            .members
+            .iter()
+            .map(|(_, member)| member.cursor)
+            .min()
+            .unwrap_or(head);
+        let keep_from = oldest_needed.min(head.saturating_sub(history_len as u64));
+        while self.front < keep_from {
+            let Some(event) = self.events.pop_front() else {
+                break;
+            };
+            self.evicted_through = Some(event.sequence);
+            self.front += 1;
+        }
+        if self.events.capacity() > 2 * self.events.len().max(history_len) {
+            // A burst grew the log; give the memory back once subscribers have caught up.
+            self.events.shrink_to(self.events.len().max(history_len));
         }
     }
 
-    /// Returns the frames a subscriber that last saw `last_event_id` needs: the events after
-    /// it, or a reset notice followed by every retained event when some may be missing.
-    fn resume_after(&self, last_event_id: &str, epoch: u64) -> Vec<Frame> {
+    /// Returns the cursor of a subscriber that last saw `last_event_id`, and the notice it
+    /// gets first when some events may be missing: the position after that event, or the
+    /// oldest event of the history after a `too-old` notice, or the newest position after an
+    /// `unknown-id` notice.
+    fn resume_position(
+        &self,
+        last_event_id: &str,
+        epoch: u64,
+        history_len: usize,
+    ) -> (u64, Option<ResetReason>) {
+        let head = self.head();
         let id = EventId::parse(last_event_id).filter(|id| id.epoch == epoch);
         let Some(id) = id else {
-            return vec![Frame::control(sse::reset(ResetReason::UnknownId))];
+            return (head, Some(ResetReason::UnknownId));
         };
 
+        // Only the last `history_len` events count as history, even while the log holds older
+        // ones for subscribers that are behind, so that a resume does not depend on them.
+        let history = self.events.len().min(history_len);
+        let history_start = self.events.len() - history;
         let found = self
-            .history
+            .events
             .binary_search_by_key(&id.sequence, |event| event.sequence);
-        if let Ok(index) = found {
-            return self.events_from(index + 1);
+        if let Ok(index) = found
+            && index >= history_start
+        {
+            return (self.front + index as u64 + 1, None);
         }
 
-        // Events after the id were evicted: every retained event is newer than the id, so all
-        // of them go out after the notice, without duplicates.
-        let evicted = self
-            .evicted_through
-            .is_some_and(|through| id.sequence <= through);
+        // Events after the id have left the history: every event still in it is newer than
+        // the id, so all of them go out after the notice, without duplicates.
+        let left_history_through = match history_start.checked_sub(1) {
+            Some(index) => Some(self.events[index].sequence),
+            None => self.evicted_through,
+        };
+        let evicted = left_history_through.is_some_and(|through| id.sequence <= through);
         if evicted && id.sequence >= self.first_sequence {
-            let mut frames = vec![Frame::control(sse::reset(ResetReason::TooOld))];
-            frames.extend(self.events_from(0));
-            return frames;
+            return (head - history as u64, Some(ResetReason::TooOld));
         }
-        vec![Frame::control(sse::reset(ResetReason::UnknownId))]
+        (head, Some(ResetReason::UnknownId))
+    }
+}
+
+impl Member {
+    /// Keeps the task of `cx` to be woken, cloning its waker only when it changed.
+    fn register(&mut self, cx: &Context<'_>) {
+        match &self.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            _ => self.waker = Some(cx.waker().clone()),
+        }
+    }
+}
+
+/// One subscriber's view of a [`MemoryBroker`] channel. Dropping it removes the subscriber.
+struct MemoryFeed {
+    shared: Arc<Shared>,
+    channel: Arc<Channel>,
+    name: ChannelId,
+    /// The subscriber's slot in the channel's `members`, valid while the slot holds `id`.
+    key: usize,
+    id: u64,
+}
+
+impl Feed for MemoryFeed {
+    fn poll_frames(
+        &mut self,
+        cx: &mut Context<'_>,
+        batch: &mut Batch,
+    ) -> Poll<Result<Gathered, End>> {
+        let mut guard = self.channel.lock();
+        let log = &mut *guard;
+        let Some(member) = log.members.get_mut(self.key).filter(|m| m.id == self.id) else {
+            return Poll::Ready(Err(End::Overflow));
+        };
+        member.register(cx);
+
+        let empty_before = batch.is_empty();
+        let mut added = false;
+        if member.opening_count && batch.has_room() {
+            batch.push_control(log.count_frame.clone());
+            member.opening_count = false;
+            added = true;
+        }
+        if let Some(reason) = member.reset
+            && batch.has_room()
+        {
+            batch.push_control(sse::reset(reason));
+            member.reset = None;
+            added = true;
+        }
+        let head = log.front + log.events.len() as u64;
+        while member.cursor < head && batch.has_room() {
+            let index = (member.cursor - log.front) as usize;
+            batch.push_event(log.events[index].frame.clone());
+            member.cursor += 1;
+            added = true;
+        }
+        if member.count_seen != log.count_version && batch.has_room() {
+            batch.push_control(log.count_frame.clone());
+            member.count_seen = log.count_version;
+            added = true;
+        }
+        if member.keepalive_seen != log.keepalive_version {
+            // Any other frame keeps the connection alive just as well.
+            if empty_before && !added {
+                batch.push_control(sse::KEEPALIVE);
+                added = true;
+            }
+            member.keepalive_seen = log.keepalive_version;
+        }
+
+        let more = member.opening_count
+            || member.reset.is_some()
+            || member.cursor < head
+            || member.count_seen != log.count_version;
+        match (added, more) {
+            (true, true) => Poll::Ready(Ok(Gathered::More)),
+            (true, false) => Poll::Ready(Ok(Gathered::All)),
+            (false, false) if log.closed => Poll::Ready(Err(End::Closed)),
+            (false, _) => Poll::Pending,
+        }
     }
 
-    fn events_from(&self, index: usize) -> Vec<Frame> {
-        self.history
-            .range(index..)
-            .map(|event| Frame::event(event.frame.clone()))
-            .collect()
+    fn poll_dropped(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut log = self.channel.lock();
+        match log.members.get_mut(self.key).filter(|m| m.id == self.id) {
+            Some(member) => {
+                member.register(cx);
+                Poll::Pending
+            }
+            None => Poll::Ready(()),
+        }
+    }
+
+    fn set_closer(&mut self, closer: ConnectionCloser) {
+        let mut log = self.channel.lock();
+        if let Some(member) = log.members.get_mut(self.key).filter(|m| m.id == self.id) {
+            member.closer = Some(closer);
+        }
+    }
+}
+
+impl Drop for MemoryFeed {
+    fn drop(&mut self) {
+        self.shared
+            .leave(&self.name, &self.channel, self.key, self.id);
     }
 }
 
@@ -487,40 +797,11 @@ async fn maintain(shared: Weak<Shared>) {
     }
 }
 
-/// Removes a subscriber from its channel when its stream ends.
-struct Membership {
-    shared: Arc<Shared>,
-    channel: ChannelId,
-    id: u64,
-}
-
-impl Drop for Membership {
-    fn drop(&mut self) {
-        self.shared
-            .subscribers_closed
-            .fetch_add(1, Ordering::Relaxed);
-        let mut guard = self.shared.lock();
-        let state = &mut *guard;
-        let Some(channel) = state.channels.get_mut(&self.channel) else {
-            return;
-        };
-        if channel.subscribers.remove(&self.id).is_none() {
-            // The broker already dropped this subscriber as stalled.
-            return;
-        }
-        state.subscribers -= 1;
-        state.counts_due.insert(self.channel.clone());
-        state.mark_if_idle(&self.channel, Instant::now());
-        tracing::debug!(channel = %self.channel, "subscriber left");
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use std::pin::Pin;
     use std::task::{Context, Poll, Waker};
 
-    use futures_util::{Stream, StreamExt};
+    use futures_util::future::poll_fn;
 
     use super::*;
 
@@ -534,7 +815,8 @@ mod tests {
             history_retention: Duration::from_millis(200),
             count_interval: Duration::from_millis(50),
             keepalive: Duration::from_secs(3600),
-            queue_capacity: 8,
+            max_waiting_events: 8,
+            max_waiting_bytes: 1 << 20,
             max_subscribers_per_channel: 2,
         }
     }
@@ -546,14 +828,36 @@ mod tests {
         }
     }
 
-    /// Takes the frames that are ready without waiting.
-    fn ready_frames(subscription: &mut Subscription) -> Vec<String> {
-        let mut cx = Context::from_waker(Waker::noop());
-        let mut frames = Vec::new();
-        while let Poll::Ready(Some(frame)) = Pin::new(&mut *subscription).poll_next(&mut cx) {
-            frames.push(String::from_utf8(frame.to_vec()).unwrap());
-        }
+    fn text(frames: &[Bytes]) -> Vec<String> {
         frames
+            .iter()
+            .map(|frame| String::from_utf8(frame.to_vec()).unwrap())
+            .collect()
+    }
+
+    /// Takes the frames that are ready without waiting, and the end if the stream ended.
+    fn poll_ready(subscription: &mut Subscription) -> (Vec<String>, Option<End>) {
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut batch = Batch::new();
+        let mut frames = Vec::new();
+        loop {
+            match subscription.poll_frames(&mut cx, &mut batch) {
+                Poll::Ready(Ok(_)) => frames.extend(text(&batch.take_frames())),
+                Poll::Ready(Err(end)) => return (frames, Some(end)),
+                Poll::Pending => return (frames, None),
+            }
+        }
+    }
+
+    fn ready_frames(subscription: &mut Subscription) -> Vec<String> {
+        poll_ready(subscription).0
+    }
+
+    /// Waits for the next batch of frames.
+    async fn next_batch(subscription: &mut Subscription) -> Result<Vec<String>, End> {
+        let mut batch = Batch::new();
+        poll_fn(|cx| subscription.poll_frames(cx, &mut batch)).await?;
+        Ok(text(batch.frames()))
     }
 
     async fn publish(broker: &MemoryBroker, name: &str, payload: &'static str) -> Published {
@@ -583,11 +887,11 @@ mod tests {
         assert!(ready_frames(&mut first).is_empty());
 
         // The first subscriber learns of the second at the next count tick.
-        let frame = tokio::time::timeout(Duration::from_secs(2), first.next())
+        let frames = tokio::time::timeout(Duration::from_secs(2), next_batch(&mut first))
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(&frame[..], b"event: count\ndata: count=2\n\n");
+        assert_eq!(frames, ["event: count\ndata: count=2\n\n"]);
     }
 
     #[tokio::test]
@@ -608,6 +912,42 @@ mod tests {
         assert_eq!(stats.events_published, 1);
         assert_eq!(stats.events_delivered, 2);
         assert_eq!(stats.subscribers, 2);
+    }
+
+    #[tokio::test]
+    async fn backlog_leaves_in_one_batch() {
+        let broker = MemoryBroker::new(settings()).unwrap();
+        let mut subscription = broker.subscribe(request("room", None)).await.unwrap();
+        ready_frames(&mut subscription);
+
+        let mut expected = Vec::new();
+        for payload in ["1", "2", "3", "4", "5"] {
+            let published = publish(&broker, "room", payload).await;
+            expected.push(event_frame(&published.id, payload));
+        }
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut batch = Batch::new();
+        let gathered = subscription.poll_frames(&mut cx, &mut batch);
+        assert_eq!(gathered, Poll::Ready(Ok(Gathered::All)));
+        assert_eq!(text(batch.frames()), expected);
+        assert_eq!(batch.events(), 5);
+    }
+
+    #[tokio::test]
+    async fn publish_wakes_waiting_subscriber() {
+        let broker = MemoryBroker::new(settings()).unwrap();
+        let mut subscription = broker.subscribe(request("room", None)).await.unwrap();
+        ready_frames(&mut subscription);
+
+        let waiting = tokio::spawn(async move { next_batch(&mut subscription).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let published = publish(&broker, "room", "x").await;
+        let frames = tokio::time::timeout(Duration::from_secs(2), waiting)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(frames, [event_frame(&published.id, "x")]);
     }
 
     #[tokio::test]
@@ -664,7 +1004,8 @@ mod tests {
             ids.push(publish(&broker, "room", payload).await.id);
         }
 
-        // History keeps 3: events 3 to 5. Id 1 is too old, and 3 to 5 follow the notice.
+        // History keeps 3: events 3 to 5, although the log still holds all five for the keeper,
+        // which has not read them. Id 1 is too old, and 3 to 5 follow the notice.
         let mut old = broker
             .subscribe(request("room", Some(&ids[0])))
             .await
@@ -700,14 +1041,56 @@ mod tests {
     async fn stalled_subscriber_is_dropped() {
         let broker = MemoryBroker::new(settings()).unwrap();
         let mut stalled = broker.subscribe(request("room", None)).await.unwrap();
-        // The opening count is already queued, so capacity 8 overflows on the 8th event.
+        let mut reader = broker.subscribe(request("room", None)).await.unwrap();
+        // 8 events may wait; the 9th makes the subscriber that never reads too far behind.
         for _ in 0..8 {
             publish(&broker, "room", "x").await;
+            ready_frames(&mut reader);
         }
-        assert_eq!(broker.subscribers(channel("room")).await.unwrap(), 0);
+        assert_eq!(broker.subscribers(channel("room")).await.unwrap(), 2);
+        let published = publish(&broker, "room", "x").await;
+        assert_eq!(published.queued, 1);
+        assert_eq!(broker.subscribers(channel("room")).await.unwrap(), 1);
         assert_eq!(broker.stats().slow_subscribers_dropped, 1);
-        assert_eq!(stalled.end(), Some(End::Overflow));
-        assert!(ready_frames(&mut stalled).is_empty());
+        assert_eq!(poll_ready(&mut stalled), (vec![], Some(End::Overflow)));
+        assert_eq!(ready_frames(&mut reader).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn byte_limit_drops_stalled() {
+        // Each frame is 67 bytes: `id: ` and an 18-character id, `\ndata: `, 36 bytes of
+        // payload and the blank line. Two fit in 150 bytes, three do not.
+        let broker = MemoryBroker::new(BrokerSettings {
+            max_waiting_bytes: 150,
+            ..settings()
+        })
+        .unwrap();
+        let payload = "thirty-six bytes of payload, exactly";
+        let mut stalled = broker.subscribe(request("room", None)).await.unwrap();
+        publish(&broker, "room", payload).await;
+        publish(&broker, "room", payload).await;
+        assert_eq!(broker.stats().slow_subscribers_dropped, 0);
+        publish(&broker, "room", payload).await;
+        assert_eq!(broker.stats().slow_subscribers_dropped, 1);
+        assert_eq!(poll_ready(&mut stalled).1, Some(End::Overflow));
+    }
+
+    #[tokio::test]
+    async fn log_keeps_only_history_once_read() {
+        let broker = MemoryBroker::new(settings()).unwrap();
+        let mut reader = broker.subscribe(request("room", None)).await.unwrap();
+        for _ in 0..7 {
+            publish(&broker, "room", "x").await;
+        }
+        let log_len = |broker: &MemoryBroker| {
+            let state = broker.shared.lock();
+            let log = state.channels[&channel("room")].channel.lock();
+            log.events.len()
+        };
+        assert_eq!(log_len(&broker), 7, "the reader still has to send them");
+        ready_frames(&mut reader);
+        publish(&broker, "room", "x").await;
+        assert_eq!(log_len(&broker), 3, "only the history is left");
     }
 
     #[tokio::test]
@@ -733,12 +1116,26 @@ mod tests {
     async fn close_ends_streams_and_rejects() {
         let broker = MemoryBroker::new(settings()).unwrap();
         let mut subscription = broker.subscribe(request("room", None)).await.unwrap();
+        let published = publish(&broker, "room", "last").await;
         broker.close();
-        let frames: Vec<Bytes> = subscription.by_ref().collect().await;
-        assert_eq!(frames.len(), 1, "the opening count, then the end");
-        assert_eq!(subscription.end(), Some(End::Closed));
+        let (frames, end) = poll_ready(&mut subscription);
+        assert_eq!(
+            frames,
+            [
+                "event: count\ndata: count=1\n\n".to_owned(),
+                event_frame(&published.id, "last")
+            ],
+            "the opening count and the event published before the close"
+        );
+        assert_eq!(end, Some(End::Closed));
         assert!(matches!(
             broker.subscribe(request("room", None)).await,
+            Err(BrokerError::ShuttingDown)
+        ));
+        assert!(matches!(
+            broker
+                .publish(channel("room"), Bytes::from_static(b"x"))
+                .await,
             Err(BrokerError::ShuttingDown)
         ));
     }

@@ -4,32 +4,36 @@
 //! The routes only talk to a [`Broker`]. This relay runs the in-process [`MemoryBroker`]. A
 //! broker that shares channels between relay processes through an external store would
 //! implement the same trait, so the routes need no change when one is added. Events travel as
-//! encoded server-sent event frames in [`Bytes`]: a broker encodes each event once and hands
-//! the same bytes to every subscriber's queue.
+//! encoded server-sent event frames in [`Bytes`]: a broker encodes each event once, and every
+//! subscriber's connection writes handles to the same bytes.
+//!
+//! A subscriber reads its channel through a [`Feed`], which a connection polls for every frame
+//! that is ready, in one [`Batch`], whenever it can write. Nothing is queued per subscriber, so
+//! a subscriber costs the same whether it is idle or far behind; the broker decides how far
+//! behind a subscriber may fall before it is dropped as stalled.
 //!
 //! - [`event_id`]: the `<epoch>-<sequence>` ids of relayed events.
-//! - [`queue`]: each subscriber's bounded queue of frames.
-//! - [`memory`]: the in-process broker.
+//! - [`batch`]: the frames a connection writes at once.
+//! - [`memory`]: the in-process broker, a log of shared frames per channel with a cursor per
+//!   subscriber.
 
+pub mod batch;
 pub mod event_id;
 mod memory;
-pub mod queue;
 
+pub use batch::Batch;
 pub use memory::{BrokerSettings, MemoryBroker};
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use futures_util::Stream;
 use futures_util::future::BoxFuture;
 use serde::Serialize;
 
 use crate::channel::ChannelId;
 use crate::connection::ConnectionCloser;
-use queue::{End, Frame, FrameKind, QueueReceiver};
 
 /// Publishes events to channels and hands out subscriptions.
 pub trait Broker: Send + Sync + 'static {
@@ -56,8 +60,8 @@ pub trait Broker: Send + Sync + 'static {
     /// Returns the broker's figures since it started.
     fn stats(&self) -> BrokerStats;
 
-    /// Ends every stream after the frames already queued and rejects new subscriptions and
-    /// publishes: the first step of a graceful shutdown.
+    /// Ends every stream after the events already published and rejects new subscriptions
+    /// and publishes: the first step of a graceful shutdown.
     fn close(&self);
 }
 
@@ -69,50 +73,87 @@ pub struct SubscribeRequest {
     pub last_event_id: Option<String>,
 }
 
-/// One subscriber's end of a channel: a stream of encoded frames to write to its response, in
-/// order. The stream ends when the broker closes or drops the subscriber.
+/// The reason a subscriber's stream ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// The relay is shutting down: the stream ends cleanly after the events already published.
+    Closed,
+    /// The subscriber fell too far behind and was dropped: its connection is to be closed
+    /// without sending the rest.
+    Overflow,
+}
+
+/// What a [`Feed`] added to a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gathered {
+    /// Every frame that was ready is in the batch, and the task is registered to be woken
+    /// when the next one is.
+    All,
+    /// The batch filled up while more frames were ready: poll again after writing it.
+    More,
+}
+
+/// One subscriber's position in its channel, as a broker implements it.
+pub trait Feed: Send {
+    /// Appends the frames ready for this subscriber to `batch`, in order, while it has room.
+    ///
+    /// Registers the task of `cx` to be woken when more frames are ready or the stream ends,
+    /// on every call, also when it returns frames. Returns `Pending` when it added nothing,
+    /// and the reason once the stream has ended: after every remaining frame for
+    /// [`End::Closed`], at once for [`End::Overflow`].
+    fn poll_frames(
+        &mut self,
+        cx: &mut Context<'_>,
+        batch: &mut Batch,
+    ) -> Poll<Result<Gathered, End>>;
+
+    /// Registers the task of `cx` like [`Self::poll_frames`], without taking frames, for a
+    /// connection that waits for its socket. Returns `Ready` once the broker has dropped the
+    /// subscriber as stalled.
+    fn poll_dropped(&mut self, cx: &mut Context<'_>) -> Poll<()>;
+
+    /// Sets what shuts the connection down if the broker drops this subscriber as stalled
+    /// while its connection is not polling: needed where the HTTP server stops polling a
+    /// response body whose socket is full.
+    fn set_closer(&mut self, closer: ConnectionCloser);
+}
+
+/// One subscriber's end of a channel: the frames to write to its response, in order. Dropping
+/// it removes the subscriber from the channel.
 pub struct Subscription {
-    frames: QueueReceiver,
+    feed: Box<dyn Feed>,
     delivery: Arc<DeliveryCounters>,
-    /// Removes the subscriber from its channel when dropped.
-    _membership: Box<dyn Send + Sync>,
 }
 
 impl Subscription {
-    /// Wraps a queue receiver, the counters its deliveries add to, and a guard whose drop
-    /// removes the subscriber.
-    pub fn new(
-        frames: QueueReceiver,
-        delivery: Arc<DeliveryCounters>,
-        membership: Box<dyn Send + Sync>,
-    ) -> Self {
-        Self {
-            frames,
-            delivery,
-            _membership: membership,
-        }
+    /// Wraps a broker's feed and the counters its deliveries add to.
+    pub fn new(feed: Box<dyn Feed>, delivery: Arc<DeliveryCounters>) -> Self {
+        Self { feed, delivery }
     }
 
     /// Sets what shuts the connection down if this subscriber is dropped as stalled.
-    pub fn set_closer(&self, closer: ConnectionCloser) {
-        self.frames.set_closer(closer);
+    pub fn set_closer(&mut self, closer: ConnectionCloser) {
+        self.feed.set_closer(closer);
     }
 
-    /// Returns why the stream ended, once it has.
-    pub fn end(&self) -> Option<End> {
-        self.frames.end()
+    /// Returns `Ready` once the broker has dropped this subscriber as stalled; see
+    /// [`Feed::poll_dropped`].
+    pub fn poll_dropped(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.feed.poll_dropped(cx)
     }
-}
 
-impl Stream for Subscription {
-    type Item = Bytes;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
-        let Some(frame) = std::task::ready!(self.frames.poll_next(cx)) else {
-            return Poll::Ready(None);
-        };
-        self.delivery.record(&frame);
-        Poll::Ready(Some(frame.bytes))
+    /// Appends the frames ready for this subscriber to `batch` and counts them as delivered;
+    /// see [`Feed::poll_frames`].
+    pub fn poll_frames(
+        &mut self,
+        cx: &mut Context<'_>,
+        batch: &mut Batch,
+    ) -> Poll<Result<Gathered, End>> {
+        let (events, bytes) = (batch.events(), batch.bytes());
+        let result = self.feed.poll_frames(cx, batch);
+        self.delivery
+            .record(batch.events() - events, batch.bytes() - bytes);
+        result
     }
 }
 
@@ -124,12 +165,14 @@ pub struct DeliveryCounters {
 }
 
 impl DeliveryCounters {
-    fn record(&self, frame: &Frame) {
-        if frame.kind == FrameKind::Event {
-            self.events.fetch_add(1, Ordering::Relaxed);
+    fn record(&self, events: usize, bytes: usize) {
+        if bytes == 0 {
+            return;
         }
-        self.bytes
-            .fetch_add(frame.bytes.len() as u64, Ordering::Relaxed);
+        if events > 0 {
+            self.events.fetch_add(events as u64, Ordering::Relaxed);
+        }
+        self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
     /// Returns the relayed events and the bytes of all frames delivered so far.
@@ -146,7 +189,8 @@ impl DeliveryCounters {
 pub struct Published {
     /// The event's id, as its `id:` field carries it.
     pub id: String,
-    /// Number of subscribers the event was queued for.
+    /// Number of subscribers the event was queued for: the channel's subscribers after the
+    /// publish dropped any that had fallen too far behind.
     pub queued: usize,
 }
 
@@ -159,7 +203,7 @@ pub struct BrokerStats {
     pub subscribers_opened: u64,
     /// Subscriptions whose stream has ended, for any reason.
     pub subscribers_closed: u64,
-    /// Subscribers dropped because their queue was full.
+    /// Subscribers dropped because they fell too far behind their channel.
     pub slow_subscribers_dropped: u64,
     /// Channels now, with subscribers or retained history.
     pub channels: u64,

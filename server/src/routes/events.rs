@@ -1,6 +1,7 @@
 //! `GET /sub/{channel}`: a channel's events as a server-sent event stream.
 
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -13,9 +14,9 @@ use serde::Deserialize;
 use super::AppState;
 use super::error::ApiError;
 use crate::broker::event_id::MAX_EVENT_ID_LEN;
-use crate::broker::{SubscribeRequest, Subscription};
+use crate::broker::{Batch, SubscribeRequest, Subscription};
 use crate::channel::ChannelId;
-use crate::client::ClientKey;
+use crate::client::{ClientKey, visible_ascii};
 use crate::connection::ConnectionSocket;
 use crate::limits::StreamPermit;
 use crate::sse;
@@ -33,13 +34,18 @@ struct ResumeQuery {
 }
 
 /// Opens an event stream on a channel.
+///
+/// Plain-HTTP connections whose first request subscribes are served by [`crate::direct`]
+/// instead; this route serves the rest: TLS connections, and subscriptions on a connection
+/// that made other requests first.
 pub async fn subscribe(
     state: web::Data<AppState>,
     channel: web::Path<String>,
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let channel = ChannelId::parse(&channel)?;
-    let last_event_id = last_event_id(&request)?;
+    let header = request.headers().get("last-event-id").map(|v| v.as_bytes());
+    let last_event_id = last_event_id(header, request.query_string())?;
 
     let address = state.client_address(&request);
     let permit = state
@@ -50,7 +56,7 @@ pub async fn subscribe(
             None => ApiError::Limit(e),
         })?;
 
-    let subscription = state
+    let mut subscription = state
         .broker
         .subscribe(SubscribeRequest {
             channel: channel.clone(),
@@ -60,14 +66,13 @@ pub async fn subscribe(
     if let Some(socket) = request.conn_data::<ConnectionSocket>() {
         subscription.set_closer(socket.closer());
     }
-    match (state.log_client_addresses, address) {
-        (true, Some(client)) => tracing::debug!(%channel, %client, "event stream opened"),
-        _ => tracing::debug!(%channel, "event stream opened"),
-    }
+    log_opened(&state, &channel, address);
 
     let stream = EventStream {
         opening: Some(sse::retry(RETRY_MILLIS)),
         subscription,
+        batch: Batch::new(),
+        ready: Vec::new().into_iter(),
         _permit: permit,
     };
     Ok(HttpResponse::Ok()
@@ -81,19 +86,24 @@ pub async fn subscribe(
         .streaming(stream))
 }
 
-/// Returns the id a reconnecting client last saw: the `Last-Event-ID` header, or else the
-/// `lastEventId` query parameter. An empty value counts as none.
-fn last_event_id(request: &HttpRequest) -> Result<Option<String>, ApiError> {
-    let from_header = request
-        .headers()
-        .get("last-event-id")
-        // A value that is not text cannot be one of the relay's ids. It still requests a
-        // resume, so it is passed on and the broker returns a reset notice for it.
-        .map(|value| value.to_str().unwrap_or("?").to_owned());
+/// Logs a new stream, with the client address only when the operator allowed it.
+pub fn log_opened(state: &AppState, channel: &ChannelId, address: Option<IpAddr>) {
+    match (state.log_client_addresses, address) {
+        (true, Some(client)) => tracing::debug!(%channel, %client, "event stream opened"),
+        _ => tracing::debug!(%channel, "event stream opened"),
+    }
+}
+
+/// Returns the id a reconnecting client last saw: the `Last-Event-ID` header value, or else
+/// the `lastEventId` parameter of the query string. An empty value counts as none.
+pub fn last_event_id(header: Option<&[u8]>, query: &str) -> Result<Option<String>, ApiError> {
+    // A header value that is not text cannot be one of the relay's ids. It still requests a
+    // resume, so it is passed on and the broker returns a reset notice for it.
+    let from_header = header.map(|value| visible_ascii(value).unwrap_or("?").to_owned());
     let id = match from_header {
         Some(id) => Some(id),
         None => {
-            web::Query::<ResumeQuery>::from_query(request.query_string())
+            web::Query::<ResumeQuery>::from_query(query)
                 .map_err(|e| ApiError::InvalidQuery {
                     reason: e.to_string(),
                 })?
@@ -112,6 +122,9 @@ fn last_event_id(request: &HttpRequest) -> Result<Option<String>, ApiError> {
 struct EventStream {
     opening: Option<Bytes>,
     subscription: Subscription,
+    batch: Batch,
+    /// Frames taken from the broker and not yet handed to actix.
+    ready: std::vec::IntoIter<Bytes>,
     _permit: StreamPermit,
 }
 
@@ -124,8 +137,17 @@ impl Stream for EventStream {
         }
         // actix polls again at once after each frame and gathers everything ready into one
         // write, so frames that queued up while the socket was busy leave together.
-        Pin::new(&mut self.subscription)
-            .poll_next(cx)
-            .map(|frame| frame.map(Ok))
+        if let Some(frame) = self.ready.next() {
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        let this = &mut *self;
+        match this.subscription.poll_frames(cx, &mut this.batch) {
+            Poll::Ready(Ok(_)) => {
+                this.ready = this.batch.take_frames().into_iter();
+                Poll::Ready(this.ready.next().map(Ok))
+            }
+            Poll::Ready(Err(_)) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
