@@ -7,9 +7,12 @@
 //! a message flows through them:
 //!
 //! - [`config`]: command-line flags, environment variables, and the TLS files they name.
-//! - [`connection`]: the socket of each accepted connection, to disconnect stalled readers.
+//! - [`connection`]: the socket of each accepted connection that actix-web serves, to
+//!   disconnect stalled readers.
 //! - [`client`]: the client address behind trusted proxies, and the key limits count against.
 //! - [`limits`]: concurrent stream limits and per-client token buckets.
+//! - [`direct`]: event streams on plain HTTP, served straight from the socket; every other
+//!   connection goes on to actix-web.
 //! - [`routes`]: the HTTP endpoints, their errors and the security headers on every response.
 //! - [`channel`]: validated channel ids, the only name of a room the server receives.
 //! - [`envelope`]: the shape check and one-line re-encoding of a published envelope.
@@ -26,6 +29,7 @@ pub mod channel;
 pub mod client;
 pub mod config;
 pub mod connection;
+pub mod direct;
 pub mod envelope;
 pub mod limits;
 pub mod metrics;

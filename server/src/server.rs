@@ -1,6 +1,10 @@
 //! Builds the relay from a [`Config`]: raises the open-file limit and sizes the stream limit
 //! below it, opens the blob store, starts the broker, binds plain HTTP or TLS, and wires the
 //! graceful shutdown.
+//!
+//! The server is actix-server's, with actix-web's HTTP service set up as `actix_web::HttpServer`
+//! sets it up. On plain HTTP each connection goes through [`direct`] first, which serves
+//! event streams itself and hands every other connection to that HTTP service.
 
 use std::future::Future;
 use std::io;
@@ -8,13 +12,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::dev::Server;
-use actix_web::{App, HttpServer};
+use actix_server::Server;
+use actix_web::App;
 
 use crate::blob::{self, BlobError, BlobSettings, BlobStore};
 use crate::broker::{Broker, MemoryBroker};
 use crate::config::{Config, ConfigError};
-use crate::connection;
+use crate::direct;
 use crate::limits::{RateLimiter, StreamLimiter};
 use crate::metrics::{Metrics, RejectionCounters};
 use crate::routes::{self, AppState};
@@ -25,6 +29,47 @@ const RESERVED_FILES: u64 = 512;
 
 /// Maximum time between two sweeps for expired blobs.
 const MAX_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Pending connections the listener queues before the workers accept them: actix-server's
+/// default, which `bench/nchan/nginx.conf.in` gives nginx too.
+const LISTEN_BACKLOG: i32 = 2048;
+
+/// Time a client has to send a complete request head, and to close its side after the
+/// response: actix-web's defaults.
+const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Builds actix-web's HTTP service around an app, set up as `actix_web::HttpServer` sets it
+/// up, for plain or TLS connections (a macro because the two differ in the stream type).
+macro_rules! http_service {
+    ($app:expr, $graceful:expr) => {{
+        use actix_service::{IntoServiceFactory, ServiceFactoryExt, map_config};
+
+        let graceful = $graceful.clone();
+        actix_http::HttpService::build()
+            // Closes kept-alive connections once a shutdown starts.
+            .graceful_shutdown_signal(move || {
+                let signal = graceful.clone();
+                async move { signal.notified().await }
+            })
+            .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
+            .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
+            // A subscriber that closes its end is gone: without this, actix treats the EOF as
+            // a half-close and notices only when a later keepalive write fails, so counts
+            // would lag.
+            .h1_allow_half_closed(false)
+            .on_connect_ext(|io: &_, data: &mut actix_http::Extensions| {
+                crate::connection::record_socket(io as &dyn std::any::Any, data)
+            })
+            .finish(map_config(
+                $app.into_factory()
+                    .map_err(|error: actix_web::Error| error.error_response()),
+                // The app reads no connection details from its config: client addresses come
+                // from the connection's peer address and trusted proxies.
+                |_| actix_web::dev::AppConfig::default(),
+            ))
+    }};
+}
 
 /// A bound relay, ready to be awaited.
 pub struct Relay {
@@ -118,42 +163,61 @@ pub fn start(
 
     let serves_tls = tls.is_some();
     let www = config.www.clone();
+    let direct_state = state.clone();
     let shutdown = async move {
         stop.await;
         tracing::info!("shutting down: closing event streams and the listener");
         broker.close();
     };
-    let http = HttpServer::new(move || {
-        App::new()
-            .wrap(routes::security_headers(serves_tls))
-            .configure(|cfg| routes::configure(cfg, state.clone(), &www))
-    })
-    .workers(workers)
-    .max_connections(connections_per_worker)
-    .on_connect(connection::record_socket)
-    // A subscriber that closes its end is gone: without this, actix treats the EOF as a
-    // half-close and notices only when a later keepalive write fails, so counts would lag.
-    .h1_allow_half_closed(false)
-    .shutdown_signal(shutdown)
-    .shutdown_timeout(config.shutdown_timeout.as_secs().max(1));
+    let builder = Server::build()
+        .workers(workers)
+        .max_concurrent_connections(connections_per_worker)
+        .shutdown_signal(shutdown)
+        .shutdown_timeout(config.shutdown_timeout.as_secs().max(1));
+    let graceful = builder.graceful_shutdown_signal();
 
     let bind_error = |source| StartError::Bind {
         addr: config.listen,
         source,
     };
-    let http = match tls {
-        Some(tls) => http.bind_rustls_0_23(config.listen, tls),
-        None => http.bind(config.listen),
+    let listener = bind(config.listen).map_err(bind_error)?;
+    let addr = listener.local_addr().map_err(bind_error)?;
+    let app = move || {
+        App::new()
+            .wrap(routes::security_headers(serves_tls))
+            .configure(|cfg| routes::configure(cfg, state.clone(), &www))
+    };
+    let builder = match tls {
+        None => builder.listen("dropthat", listener, move || {
+            let http = http_service!(app(), graceful);
+            direct::service_factory(http, direct_state.clone())
+        }),
+        Some(tls) => builder.listen("dropthat-tls", listener, move || {
+            http_service!(app(), graceful).rustls_0_23(tls.clone())
+        }),
     }
     .map_err(bind_error)?;
 
-    let addr = http.addrs()[0];
     Ok(Relay {
-        server: http.run(),
+        server: builder.run(),
         addr,
         tls: serves_tls,
         max_streams,
     })
+}
+
+/// Binds a listening socket with [`LISTEN_BACKLOG`], reusing the address of a socket in
+/// TIME_WAIT as actix-server does.
+fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
 }
 
 /// Raises the soft limit on open files to the hard limit and returns the limit in force.

@@ -329,3 +329,116 @@ async fn healthz_stats_and_metrics_agree() {
     assert!(text.contains("# TYPE dropthat_subscribers gauge"));
     assert!(text.contains("# TYPE dropthat_events_published counter"));
 }
+
+/// Sends `request` on `socket` and returns the response head's status line and headers, with
+/// names in lower case, sorted, and the body bytes that came with the head.
+async fn read_head(
+    socket: &mut tokio::net::TcpStream,
+    request: &[u8],
+) -> (String, Vec<(String, String)>, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    socket.write_all(request).await.unwrap();
+    let mut received = Vec::new();
+    let end = loop {
+        if let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end;
+        }
+        let mut buffer = [0u8; 4096];
+        let read = tokio::time::timeout(common::WAIT, socket.read(&mut buffer))
+            .await
+            .expect("a response head within the wait")
+            .unwrap();
+        assert!(read > 0, "the relay closed the connection");
+        received.extend_from_slice(&buffer[..read]);
+    };
+    let head = String::from_utf8(received[..end].to_vec()).unwrap();
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap().to_owned();
+    let mut headers: Vec<(String, String)> = lines
+        .map(|line| {
+            let (name, value) = line.split_once(':').unwrap();
+            (name.to_ascii_lowercase(), value.trim().to_owned())
+        })
+        .collect();
+    headers.sort();
+    (status, headers, received[end + 4..].to_vec())
+}
+
+/// Reads from `socket` until `rest` plus what arrives contains `marker`.
+async fn read_until(socket: &mut tokio::net::TcpStream, mut rest: Vec<u8>, marker: &str) {
+    use tokio::io::AsyncReadExt;
+
+    while !rest.windows(marker.len()).any(|w| w == marker.as_bytes()) {
+        let mut buffer = [0u8; 4096];
+        let read = tokio::time::timeout(common::WAIT, socket.read(&mut buffer))
+            .await
+            .unwrap_or_else(|_| panic!("no {marker:?} within the wait"))
+            .unwrap();
+        assert!(read > 0, "the relay closed the stream before {marker:?}");
+        rest.extend_from_slice(&buffer[..read]);
+    }
+}
+
+#[actix_rt::test]
+async fn kept_alive_connection_still_subscribes() {
+    let relay = TestRelay::start(&[]).await;
+    let addr = relay.base.trim_start_matches("http://").to_owned();
+
+    // A first request that subscribes is served by the relay's own stream writer.
+    let mut direct = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (status, direct_headers, direct_body) = read_head(
+        &mut direct,
+        b"GET /sub/room HTTP/1.1\r\nHost: relay\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+
+    // A subscription after another request on the same connection is served by actix-web.
+    let mut reused = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (status, _, health) =
+        read_head(&mut reused, b"GET /healthz HTTP/1.1\r\nHost: relay\r\n\r\n").await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    read_until(&mut reused, health, "ok\n").await;
+    let (status, reused_headers, reused_body) = read_head(
+        &mut reused,
+        b"GET /sub/room HTTP/1.1\r\nHost: relay\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+
+    let without_date = |headers: Vec<(String, String)>| {
+        headers
+            .into_iter()
+            .filter(|(name, _)| name != "date")
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(without_date(direct_headers), without_date(reused_headers));
+
+    // Both get the same chunked frames.
+    read_until(&mut direct, direct_body, "retry: 2000").await;
+    read_until(&mut reused, reused_body, "retry: 2000").await;
+    let client = client();
+    let response = publish(&client, &relay, "room", envelope("QUFBQQ")).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    read_until(&mut direct, Vec::new(), "QUFBQQ").await;
+    read_until(&mut reused, Vec::new(), "QUFBQQ").await;
+}
+
+#[actix_rt::test]
+async fn split_request_head_subscribes() {
+    use tokio::io::AsyncWriteExt;
+
+    let relay = TestRelay::start(&[]).await;
+    let addr = relay.base.trim_start_matches("http://").to_owned();
+    let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    socket.set_nodelay(true).unwrap();
+    for part in ["GE", "T /sub/ro", "om HTTP/1.1\r\nHost: re"] {
+        socket.write_all(part.as_bytes()).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    }
+    let (status, headers, body) = read_head(&mut socket, b"lay\r\n\r\n").await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(headers.contains(&("content-type".to_owned(), "text/event-stream".to_owned())));
+    read_until(&mut socket, body, "count=1").await;
+}

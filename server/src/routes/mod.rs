@@ -93,12 +93,18 @@ impl AppState {
     }
 }
 
+/// Headers of every response over plain HTTP, as name and value.
+pub const SECURITY_HEADERS: [(&str, &str); 3] = [
+    ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+];
+
 /// Headers added to every response, unless a route set them itself; `tls` adds HSTS.
 pub fn security_headers(tls: bool) -> DefaultHeaders {
-    let headers = DefaultHeaders::new()
-        .add(("Content-Security-Policy", CONTENT_SECURITY_POLICY))
-        .add(("X-Content-Type-Options", "nosniff"))
-        .add(("Referrer-Policy", "no-referrer"));
+    let headers = SECURITY_HEADERS
+        .into_iter()
+        .fold(DefaultHeaders::new(), DefaultHeaders::add);
     if tls {
         return headers.add(("Strict-Transport-Security", STRICT_TRANSPORT_SECURITY));
     }
