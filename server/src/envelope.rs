@@ -2,14 +2,20 @@
 //!
 //! The relay cannot decrypt an envelope and does not try: it checks that the body is the JSON
 //! object that `sjcl.encrypt` writes (byte strings in base64, parameters as numbers or short
-//! strings) and writes it back as compact JSON. serde_json escapes every control character
-//! inside strings, so the output never contains a raw `\n` or `\r` and fits one `data:` line.
+//! strings) and writes it back as compact JSON, each value's text as sent. JSON forbids raw
+//! control characters inside strings (serde_json rejects them), so the output never contains a
+//! raw `\n` or `\r` and fits one `data:` line.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 
 use base64::Engine;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use bytes::Bytes;
-use serde_json::{Map, Value};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 
 /// Fields every envelope must have, each a base64 byte string.
 pub const REQUIRED_BASE64_FIELDS: [&str; 3] = ["iv", "salt", "ct"];
@@ -58,46 +64,68 @@ pub enum EnvelopeError {
     InvalidExtraField { field: String },
 }
 
-/// Checks that `body` is a well-formed envelope and returns it as compact single-line JSON.
+/// A field name, borrowed from the body unless it contains escapes.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+struct Name<'a>(#[serde(borrow)] Cow<'a, str>);
+
+/// The fields of an envelope by name, in sorted order, each value as its JSON text. As with a
+/// JSON object parsed into a map, a repeated name keeps its last value.
+type Fields<'a> = BTreeMap<Name<'a>, &'a RawValue>;
+
+/// Checks that `body` is a well-formed envelope and returns it as compact single-line JSON,
+/// its fields in sorted order.
+///
+/// Each value is copied as it was sent. Every value the check admits is a single JSON token,
+/// and a JSON string token cannot contain a raw line break, so the output is one line.
 pub fn check_and_compact(body: &[u8]) -> Result<Bytes, EnvelopeError> {
-    let object: Map<String, Value> =
+    let fields: Fields<'_> =
         serde_json::from_slice(body).map_err(|e| EnvelopeError::NotJsonObject {
             reason: e.to_string(),
         })?;
-    check_fields(&object)?;
+    check_fields(&fields)?;
 
-    // Serializing a map of JSON values fails only for non-string map keys, which a parsed
-    // object cannot have. The error is still returned rather than unwrapped.
-    let compact = serde_json::to_vec(&object).map_err(|e| EnvelopeError::NotJsonObject {
-        reason: e.to_string(),
-    })?;
+    let mut compact = Vec::with_capacity(body.len());
+    compact.push(b'{');
+    for (index, (name, value)) in fields.iter().enumerate() {
+        if index > 0 {
+            compact.push(b',');
+        }
+        // Writing a string to a Vec cannot fail; the error is still returned, not unwrapped.
+        serde_json::to_writer(&mut compact, &name.0).map_err(|e| EnvelopeError::NotJsonObject {
+            reason: e.to_string(),
+        })?;
+        compact.push(b':');
+        compact.extend_from_slice(value.get().as_bytes());
+    }
+    compact.push(b'}');
     Ok(Bytes::from(compact))
 }
 
-fn check_fields(object: &Map<String, Value>) -> Result<(), EnvelopeError> {
-    if object.len() > MAX_FIELDS {
+fn check_fields(fields: &Fields<'_>) -> Result<(), EnvelopeError> {
+    if fields.len() > MAX_FIELDS {
         return Err(EnvelopeError::TooManyFields {
-            count: object.len(),
+            count: fields.len(),
         });
     }
     for field in REQUIRED_BASE64_FIELDS {
-        if !object.contains_key(field) {
+        if !fields.contains_key(&Name(Cow::Borrowed(field))) {
             return Err(EnvelopeError::MissingField { field });
         }
     }
 
-    for (field, value) in object {
-        let name = field.as_str();
+    for (name, value) in fields {
+        let name = name.0.as_ref();
         if REQUIRED_BASE64_FIELDS.contains(&name) || OPTIONAL_BASE64_FIELDS.contains(&name) {
             check_base64(name, value)?;
         } else if INTEGER_FIELDS.contains(&name) {
-            if value.as_u64().is_none() {
+            let number = serde_json::from_str::<serde_json::Number>(value.get()).ok();
+            if number.and_then(|n| n.as_u64()).is_none() {
                 return Err(EnvelopeError::NotInteger {
                     field: shorten(name),
                 });
             }
         } else if NAME_FIELDS.contains(&name) {
-            let valid = value.as_str().is_some_and(|s| s.len() <= MAX_SHORT_VALUE);
+            let valid = string(value).is_some_and(|s| s.len() <= MAX_SHORT_VALUE);
             if !valid {
                 return Err(EnvelopeError::InvalidName {
                     field: shorten(name),
@@ -112,14 +140,34 @@ fn check_fields(object: &Map<String, Value>) -> Result<(), EnvelopeError> {
     Ok(())
 }
 
+/// Returns the text of a JSON string value, or `None` for any other kind of value.
+fn string(value: &RawValue) -> Option<Cow<'_, str>> {
+    #[derive(Deserialize)]
+    struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+    serde_json::from_str::<Text<'_>>(value.get())
+        .ok()
+        .map(|text| text.0)
+}
+
 /// Standard base64, with or without `=` padding: SJCL writes padding, other encoders may not.
 const BASE64: GeneralPurpose = GeneralPurpose::new(
     &alphabet::STANDARD,
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
-fn check_base64(field: &str, value: &Value) -> Result<(), EnvelopeError> {
-    let valid = value.as_str().is_some_and(|s| BASE64.decode(s).is_ok());
+thread_local! {
+    /// Where base64 values are decoded to be checked; reused, because the decoded bytes are
+    /// not kept.
+    static DECODED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+fn check_base64(field: &str, value: &RawValue) -> Result<(), EnvelopeError> {
+    let valid = string(value).is_some_and(|text| {
+        DECODED.with_borrow_mut(|decoded| {
+            decoded.clear();
+            BASE64.decode_vec(text.as_bytes(), decoded).is_ok()
+        })
+    });
     if valid {
         return Ok(());
     }
@@ -128,11 +176,11 @@ fn check_base64(field: &str, value: &Value) -> Result<(), EnvelopeError> {
     })
 }
 
-fn is_short_scalar(value: &Value) -> bool {
-    match value {
-        Value::Number(_) | Value::Bool(_) => true,
-        Value::String(s) => s.len() <= MAX_SHORT_VALUE,
-        Value::Null | Value::Array(_) | Value::Object(_) => false,
+fn is_short_scalar(value: &RawValue) -> bool {
+    match value.get().as_bytes().first() {
+        Some(b'"') => string(value).is_some_and(|s| s.len() <= MAX_SHORT_VALUE),
+        Some(b't' | b'f' | b'-' | b'0'..=b'9') => true,
+        _ => false,
     }
 }
 
@@ -146,6 +194,8 @@ fn shorten(name: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
 
     const SJCL_ENVELOPE: &str = r#"{"iv":"tjp81jkAzUpW1bI9gLDDpg==","v":1,"iter":10000,"ks":128,"ts":64,"mode":"ccm","adata":"","cipher":"aes","salt":"Adsr7JkbK8A=","ct":"HXn3o7PVP3xPvrhAFYX+MA=="}"#;
@@ -210,8 +260,29 @@ mod tests {
     }
 
     #[test]
+    fn values_keep_their_text_compact() {
+        let body = "{ \"ct\" : \"AA==\" ,\n\t\"iv\":\"AA==\", \"salt\":\"AA==\",\
+                    \"n\\u0061me\": \"caf\\u00e9\\u2028\", \"x\": 1e2, \"y\" : true ,\
+                    \"iv\": \"AQ==\" }";
+        let compact = check_and_compact(body.as_bytes()).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&compact).unwrap(),
+            r#"{"ct":"AA==","iv":"AQ==","name":"caf\u00e9\u2028","salt":"AA==","x":1e2,"y":true}"#,
+            "sorted, whitespace dropped, values as sent, the last of a repeated field"
+        );
+    }
+
+    #[test]
     fn non_objects_are_rejected() {
-        for body in ["[1,2]", "\"text\"", "not json", "{\"iv\":", ""] {
+        let raw_line_break = "{\"iv\":\"AA==\",\"salt\":\"AA==\",\"ct\":\"AA==\",\"x\":\"a\nb\"}";
+        for body in [
+            "[1,2]",
+            "\"text\"",
+            "not json",
+            "{\"iv\":",
+            "",
+            raw_line_break,
+        ] {
             let result = check_and_compact(body.as_bytes());
             assert!(
                 matches!(result, Err(EnvelopeError::NotJsonObject { .. })),
