@@ -364,12 +364,14 @@ impl Shared {
         let (id, queued, dropped) = {
             let mut log = channel.lock();
             let id = self.next_id();
-            let frame = sse::event(&id.to_string(), payload)?;
+            let text = id.to_string();
+            let frame = sse::event(&text, payload)?;
             log.append(id.sequence, frame);
+            wakers.reserve(log.members.len());
             log.take_wakers(&mut wakers);
             let dropped = log.drop_stalled(&self.settings, &mut wakers);
             log.trim(self.settings.history_len);
-            (id, log.members.len(), dropped)
+            (text, log.members.len(), dropped)
         };
         self.count_published(payload);
         wakers.into_iter().for_each(Waker::wake);
@@ -383,10 +385,7 @@ impl Shared {
             state.counts_due.insert(name.clone());
             state.mark_if_idle(&name, Instant::now());
         }
-        Ok(Published {
-            id: id.to_string(),
-            queued,
-        })
+        Ok(Published { id, queued })
     }
 
     fn next_id(&self) -> EventId {
