@@ -190,7 +190,7 @@ pub fn start(
     let builder = match tls {
         None => builder.listen("dropthat", listener, move || {
             let http = http_service!(app(), graceful);
-            direct::service_factory(http, direct_state.clone())
+            direct::service_factory(http, direct_state.clone(), graceful.clone())
         }),
         Some(tls) => builder.listen("dropthat-tls", listener, move || {
             http_service!(app(), graceful).rustls_0_23(tls.clone())

@@ -330,115 +330,246 @@ async fn healthz_stats_and_metrics_agree() {
     assert!(text.contains("# TYPE dropthat_events_published counter"));
 }
 
-/// Sends `request` on `socket` and returns the response head's status line and headers, with
-/// names in lower case, sorted, and the body bytes that came with the head.
-async fn read_head(
-    socket: &mut tokio::net::TcpStream,
-    request: &[u8],
-) -> (String, Vec<(String, String)>, Vec<u8>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    socket.write_all(request).await.unwrap();
-    let mut received = Vec::new();
-    let end = loop {
-        if let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") {
-            break end;
-        }
-        let mut buffer = [0u8; 4096];
-        let read = tokio::time::timeout(common::WAIT, socket.read(&mut buffer))
-            .await
-            .expect("a response head within the wait")
-            .unwrap();
-        assert!(read > 0, "the relay closed the connection");
-        received.extend_from_slice(&buffer[..read]);
-    };
-    let head = String::from_utf8(received[..end].to_vec()).unwrap();
-    let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap().to_owned();
-    let mut headers: Vec<(String, String)> = lines
-        .map(|line| {
-            let (name, value) = line.split_once(':').unwrap();
-            (name.to_ascii_lowercase(), value.trim().to_owned())
-        })
-        .collect();
-    headers.sort();
-    (status, headers, received[end + 4..].to_vec())
+/// A raw HTTP/1.1 connection to the relay, for tests of what goes over the socket.
+struct Connection {
+    socket: tokio::net::TcpStream,
+    /// Bytes received and not yet returned.
+    received: Vec<u8>,
 }
 
-/// Reads from `socket` until `rest` plus what arrives contains `marker`.
-async fn read_until(socket: &mut tokio::net::TcpStream, mut rest: Vec<u8>, marker: &str) {
-    use tokio::io::AsyncReadExt;
+/// A response head: the status line, and the headers with names in lower case, sorted.
+struct Head {
+    status: String,
+    headers: Vec<(String, String)>,
+}
 
-    while !rest.windows(marker.len()).any(|w| w == marker.as_bytes()) {
+impl Head {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// Returns the headers without `date`, and with the `content-length` value left out.
+    fn comparable(&self) -> Vec<(String, String)> {
+        self.headers
+            .iter()
+            .filter(|(name, _)| name != "date")
+            .map(|(name, value)| {
+                let value = if name == "content-length" { "" } else { value };
+                (name.clone(), value.to_owned())
+            })
+            .collect()
+    }
+}
+
+impl Connection {
+    async fn open(relay: &TestRelay) -> Self {
+        let addr = relay.base.trim_start_matches("http://");
+        let socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+        socket.set_nodelay(true).unwrap();
+        Self {
+            socket,
+            received: Vec::new(),
+        }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        self.socket.write_all(bytes).await.unwrap();
+    }
+
+    /// Reads more bytes, failing if the relay closes the connection or sends nothing.
+    async fn read_more(&mut self, waiting_for: &str) {
+        use tokio::io::AsyncReadExt;
         let mut buffer = [0u8; 4096];
-        let read = tokio::time::timeout(common::WAIT, socket.read(&mut buffer))
+        let read = tokio::time::timeout(common::WAIT, self.socket.read(&mut buffer))
             .await
-            .unwrap_or_else(|_| panic!("no {marker:?} within the wait"))
+            .unwrap_or_else(|_| panic!("no {waiting_for} within the wait"))
             .unwrap();
-        assert!(read > 0, "the relay closed the stream before {marker:?}");
-        rest.extend_from_slice(&buffer[..read]);
+        assert!(
+            read > 0,
+            "the relay closed the connection before {waiting_for}"
+        );
+        self.received.extend_from_slice(&buffer[..read]);
+    }
+
+    /// Returns the next response head.
+    async fn head(&mut self) -> Head {
+        let end = loop {
+            if let Some(end) = self.received.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end;
+            }
+            self.read_more("response head").await;
+        };
+        let text = String::from_utf8(self.received[..end].to_vec()).unwrap();
+        self.received.drain(..end + 4);
+        let mut lines = text.split("\r\n");
+        let status = lines.next().unwrap().to_owned();
+        let mut headers: Vec<(String, String)> = lines
+            .map(|line| {
+                let (name, value) = line.split_once(':').unwrap();
+                (name.to_ascii_lowercase(), value.trim().to_owned())
+            })
+            .collect();
+        headers.sort();
+        Head { status, headers }
+    }
+
+    /// Returns the next response, whose body has a `Content-Length`.
+    async fn response(&mut self) -> (Head, String) {
+        let head = self.head().await;
+        let length: usize = head
+            .header("content-length")
+            .expect("a content-length header")
+            .parse()
+            .unwrap();
+        while self.received.len() < length {
+            self.read_more("response body").await;
+        }
+        let body = self.received.drain(..length).collect::<Vec<u8>>();
+        (head, String::from_utf8(body).unwrap())
+    }
+
+    /// Reads until `marker` has arrived, and drops what came before it and the marker.
+    async fn skip_past(&mut self, marker: &str) {
+        loop {
+            if let Some(at) = self
+                .received
+                .windows(marker.len())
+                .position(|w| w == marker.as_bytes())
+            {
+                self.received.drain(..at + marker.len());
+                return;
+            }
+            self.read_more(marker).await;
+        }
     }
 }
 
 #[actix_rt::test]
 async fn kept_alive_connection_still_subscribes() {
     let relay = TestRelay::start(&[]).await;
-    let addr = relay.base.trim_start_matches("http://").to_owned();
 
     // A first request that subscribes is served by the relay's own stream writer.
-    let mut direct = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let (status, direct_headers, direct_body) = read_head(
-        &mut direct,
-        b"GET /sub/room HTTP/1.1\r\nHost: relay\r\n\r\n",
-    )
-    .await;
-    assert_eq!(status, "HTTP/1.1 200 OK");
+    let mut direct = Connection::open(&relay).await;
+    direct
+        .send(b"GET /sub/room HTTP/1.1\r\nHost: relay\r\n\r\n")
+        .await;
+    let direct_head = direct.head().await;
+    assert_eq!(direct_head.status, "HTTP/1.1 200 OK");
 
     // A subscription after another request on the same connection is served by actix-web.
-    let mut reused = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let (status, _, health) =
-        read_head(&mut reused, b"GET /healthz HTTP/1.1\r\nHost: relay\r\n\r\n").await;
-    assert_eq!(status, "HTTP/1.1 200 OK");
-    read_until(&mut reused, health, "ok\n").await;
-    let (status, reused_headers, reused_body) = read_head(
-        &mut reused,
-        b"GET /sub/room HTTP/1.1\r\nHost: relay\r\n\r\n",
-    )
-    .await;
-    assert_eq!(status, "HTTP/1.1 200 OK");
-
-    let without_date = |headers: Vec<(String, String)>| {
-        headers
-            .into_iter()
-            .filter(|(name, _)| name != "date")
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(without_date(direct_headers), without_date(reused_headers));
+    let mut reused = Connection::open(&relay).await;
+    reused
+        .send(b"GET /healthz HTTP/1.1\r\nHost: relay\r\n\r\n")
+        .await;
+    let (health, body) = reused.response().await;
+    assert_eq!(health.status, "HTTP/1.1 200 OK");
+    assert_eq!(body, "ok\n");
+    reused
+        .send(b"GET /sub/room HTTP/1.1\r\nHost: relay\r\n\r\n")
+        .await;
+    let reused_head = reused.head().await;
+    assert_eq!(reused_head.status, "HTTP/1.1 200 OK");
+    assert_eq!(direct_head.comparable(), reused_head.comparable());
 
     // Both get the same chunked frames.
-    read_until(&mut direct, direct_body, "retry: 2000").await;
-    read_until(&mut reused, reused_body, "retry: 2000").await;
+    direct.skip_past("D\r\nretry: 2000\n\n\r\n").await;
+    reused.skip_past("D\r\nretry: 2000\n\n\r\n").await;
     let client = client();
     let response = publish(&client, &relay, "room", envelope("QUFBQQ")).await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
-    read_until(&mut direct, Vec::new(), "QUFBQQ").await;
-    read_until(&mut reused, Vec::new(), "QUFBQQ").await;
+    direct.skip_past("QUFBQQ").await;
+    reused.skip_past("QUFBQQ").await;
 }
 
 #[actix_rt::test]
 async fn split_request_head_subscribes() {
-    use tokio::io::AsyncWriteExt;
-
     let relay = TestRelay::start(&[]).await;
-    let addr = relay.base.trim_start_matches("http://").to_owned();
-    let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    socket.set_nodelay(true).unwrap();
-    for part in ["GE", "T /sub/ro", "om HTTP/1.1\r\nHost: re"] {
-        socket.write_all(part.as_bytes()).await.unwrap();
+    let mut connection = Connection::open(&relay).await;
+    for part in ["GE", "T /sub/ro", "om HTTP/1.1\r\nHost: re", "lay\r\n\r\n"] {
+        connection.send(part.as_bytes()).await;
         tokio::time::sleep(std::time::Duration::from_millis(30)).await;
     }
-    let (status, headers, body) = read_head(&mut socket, b"lay\r\n\r\n").await;
-    assert_eq!(status, "HTTP/1.1 200 OK");
-    assert!(headers.contains(&("content-type".to_owned(), "text/event-stream".to_owned())));
-    read_until(&mut socket, body, "count=1").await;
+    let head = connection.head().await;
+    assert_eq!(head.status, "HTTP/1.1 200 OK");
+    assert_eq!(head.header("content-type"), Some("text/event-stream"));
+    connection.skip_past("count=1").await;
+}
+
+fn post_request(body: &str) -> Vec<u8> {
+    format!(
+        "POST /pub/room HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+#[actix_rt::test]
+async fn publishes_share_kept_alive_connection() {
+    let relay = TestRelay::start(&[]).await;
+    let client = client();
+    let mut events = EventReader::open(&client, &relay, "room").await;
+    events.skip_opening().await;
+    let mut connection = Connection::open(&relay).await;
+
+    // Valid publishes are answered by the relay itself and keep the connection open; two sent
+    // at once are answered in order.
+    connection.send(&post_request(&envelope("AQ"))).await;
+    let (direct_head, body) = connection.response().await;
+    assert_eq!(direct_head.status, "HTTP/1.1 202 Accepted");
+    let first: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(first["queued"], 1);
+    let pipelined = [post_request(&envelope("Ag")), post_request(&envelope("Aw"))].concat();
+    connection.send(&pipelined).await;
+    for _ in 0..2 {
+        let (head, _) = connection.response().await;
+        assert_eq!(head.status, "HTTP/1.1 202 Accepted");
+    }
+
+    // An invalid envelope goes to actix-web, which answers it and then serves the connection.
+    connection.send(&post_request("[1]")).await;
+    let (head, body) = connection.response().await;
+    assert_eq!(head.status, "HTTP/1.1 400 Bad Request");
+    assert!(body.contains("not a JSON object"), "{body}");
+    connection.send(&post_request(&envelope("BA"))).await;
+    let (actix_head, _) = connection.response().await;
+    assert_eq!(actix_head.status, "HTTP/1.1 202 Accepted");
+    assert_eq!(direct_head.comparable(), actix_head.comparable());
+
+    // The subscriber got the four accepted events, in order.
+    for marker in ["AQ", "Ag", "Aw", "BA"] {
+        let mut frame = events.next_event().await;
+        while frame.count().is_some() {
+            frame = events.next_event().await;
+        }
+        assert!(
+            frame.data().contains(&format!("\"ct\":\"{marker}\"")),
+            "{frame:?}"
+        );
+    }
+}
+
+#[actix_rt::test]
+async fn connection_close_ends_publish_connection() {
+    use tokio::io::AsyncReadExt;
+
+    let relay = TestRelay::start(&[]).await;
+    let mut connection = Connection::open(&relay).await;
+    let body = envelope("AQ");
+    let request = format!(
+        "POST /pub/room HTTP/1.1\r\nConnection: close\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    connection.send(request.as_bytes()).await;
+    let (head, _) = connection.response().await;
+    assert_eq!(head.status, "HTTP/1.1 202 Accepted");
+    assert_eq!(head.header("connection"), Some("close"));
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(common::WAIT, connection.socket.read_to_end(&mut rest)).await;
+    assert_eq!(read.unwrap().unwrap(), 0, "the relay closed the connection");
 }

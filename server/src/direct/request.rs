@@ -1,47 +1,61 @@
-//! The first request head of a plain-HTTP connection, looked at without consuming it, to tell
-//! whether the relay serves the connection itself.
+//! The next request of a plain-HTTP connection, looked at without consuming it, to tell
+//! whether the relay serves it itself.
 //!
-//! Only a plain `GET /sub/<channel>` over HTTP/1.1 qualifies: a valid channel id, no body, no
-//! upgrade, and a query string that parses. Anything else, including heads that are malformed,
-//! too large, or slow to arrive, goes to actix-web untouched, which serves it or answers with
-//! the usual error.
+//! Two kinds qualify, over HTTP/1.1 only: a plain `GET /sub/<channel>` (a valid channel id, no
+//! body, no upgrade, a query string that parses), and a `POST /pub/<channel>` whose
+//! `application/json` body has a `Content-Length`, has fully arrived, and is a valid envelope.
+//! Anything else, including requests that are malformed, too large, or slow to arrive, goes to
+//! actix-web untouched, which serves it or answers with the usual error.
 
-use std::mem::MaybeUninit;
+use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
 use std::task::Poll;
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::io::ReadBuf;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::channel::ChannelId;
 use crate::client::TrustedProxies;
+use crate::envelope;
 use crate::routes::events::last_event_id;
 
-/// Longest head looked at, in bytes. A browser's subscription sends well under 2 KiB; longer
+/// Longest request head looked at, in bytes. A browser's request is well under 2 KiB; longer
 /// heads go to actix-web, whose limits apply to them.
 pub const MAX_HEAD_BYTES: usize = 8 * 1024;
 
-/// Most header lines looked at; a head with more goes to actix-web.
+/// Largest publish body served here; larger ones, up to `--max-publish-bytes`, go to actix-web.
+pub const MAX_DIRECT_BODY: usize = 64 * 1024;
+
+/// Most bytes one look copies out of the socket: a head and a body.
+const MAX_PEEK_BYTES: usize = MAX_HEAD_BYTES + MAX_DIRECT_BODY;
+
+/// Most header lines looked at; a request with more goes to actix-web.
 const MAX_HEADERS: usize = 32;
 
-/// How long a connection has to send its first head before it goes to actix-web, whose own
-/// request timeout then applies: actix-web's default client request timeout.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// First and longest pause before looking again at a head that is not complete yet. A peek
-/// that returns data does not wait for more, so the wait between looks is a timer.
+/// First and longest pause before looking again at a request that is not complete yet. A
+/// peek that returns data does not wait for more, so the wait between looks is a timer.
 const FIRST_RETRY: Duration = Duration::from_millis(1);
 const MAX_RETRY: Duration = Duration::from_millis(50);
 
-/// The request path of subscriptions, up to the channel id.
-const PREFIX: &[u8] = b"GET /sub/";
+thread_local! {
+    /// The buffer each look copies into, reused by every connection of the worker thread.
+    static PEEK_BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
 
-/// A subscription request the relay serves itself.
+/// A request the relay serves itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubscribeHead {
-    /// Length of the head in bytes, still waiting in the socket.
+pub enum Request {
+    Subscribe(SubscribeRequest),
+    Publish(PublishRequest),
+}
+
+/// `GET /sub/<channel>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscribeRequest {
+    /// Length of the request in bytes, still waiting in the socket.
     pub len: usize,
     pub channel: ChannelId,
     /// The `Last-Event-ID` header, or else the `lastEventId` query parameter.
@@ -50,43 +64,81 @@ pub struct SubscribeHead {
     pub client: Option<IpAddr>,
 }
 
+/// `POST /pub/<channel>` with a valid envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishRequest {
+    /// Length of the request, head and body, in bytes, still waiting in the socket.
+    pub len: usize,
+    pub channel: ChannelId,
+    /// The envelope, checked and re-encoded as one line of JSON.
+    pub event: Bytes,
+    /// The client address after trusted proxies, when the peer address is known.
+    pub client: Option<IpAddr>,
+    /// Whether the client sent `Connection: close`.
+    pub close: bool,
+}
+
+/// What the relay learned of a connection's next request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Peeked {
+    Request(Request),
+    /// A request that actix-web serves.
+    Other,
+    /// The connection was closed or failed before a request began.
+    Closed,
+    /// No complete request arrived by the deadline; `started` tells whether one had begun.
+    TimedOut {
+        started: bool,
+    },
+}
+
 /// What a look at the bytes received so far found.
 #[derive(Debug, PartialEq, Eq)]
 enum Inspection {
-    Subscribe(SubscribeHead),
-    /// The bytes so far may begin a subscription, but the head is not complete.
+    Request(Request),
+    /// The bytes so far may begin a request served here, but it is not complete.
     Partial,
-    /// Anything that is not a subscription this module serves.
     Other,
 }
 
-/// Waits for the connection's first head and returns it when it is a subscription this module
-/// serves. Returns `None`, with nothing consumed, for anything else.
+/// Settings a look needs.
+pub struct Rules<'a> {
+    pub proxies: &'a TrustedProxies,
+    /// `--max-publish-bytes`: a larger body goes to actix-web, which rejects it.
+    pub max_publish_bytes: usize,
+}
+
+/// Waits until `deadline` for the connection's next complete request, without consuming it.
 pub async fn peek(
     stream: &TcpStream,
     peer: Option<SocketAddr>,
-    proxies: &TrustedProxies,
-) -> Option<SubscribeHead> {
-    let deadline = Instant::now() + HEAD_TIMEOUT;
+    rules: &Rules<'_>,
+    deadline: Instant,
+) -> Peeked {
     let mut retry = FIRST_RETRY;
+    let mut started = false;
     loop {
         let look = std::future::poll_fn(|cx| {
-            let mut storage = [MaybeUninit::<u8>::uninit(); MAX_HEAD_BYTES];
-            let mut buffer = ReadBuf::uninit(&mut storage);
-            match stream.poll_peek(cx, &mut buffer) {
-                Poll::Pending => Poll::Pending,
-                // A closed or failed connection is left to actix-web to close.
-                Poll::Ready(Err(_)) | Poll::Ready(Ok(0)) => Poll::Ready(Inspection::Other),
-                Poll::Ready(Ok(_)) => Poll::Ready(inspect(buffer.filled(), peer, proxies)),
-            }
+            PEEK_BUFFER.with_borrow_mut(|buffer| {
+                buffer.reserve(MAX_PEEK_BYTES);
+                let mut peeked =
+                    ReadBuf::uninit(&mut buffer.spare_capacity_mut()[..MAX_PEEK_BYTES]);
+                match stream.poll_peek(cx, &mut peeked) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(Err(_)) | Poll::Ready(Ok(0)) => Poll::Ready(None),
+                    Poll::Ready(Ok(_)) => Poll::Ready(Some(inspect(peeked.filled(), peer, rules))),
+                }
+            })
         });
         match tokio::time::timeout_at(deadline, look).await {
-            Ok(Inspection::Subscribe(head)) => return Some(head),
-            Ok(Inspection::Other) | Err(_) => return None,
-            Ok(Inspection::Partial) => {}
+            Err(_) => return Peeked::TimedOut { started },
+            Ok(None) => return Peeked::Closed,
+            Ok(Some(Inspection::Request(request))) => return Peeked::Request(request),
+            Ok(Some(Inspection::Other)) => return Peeked::Other,
+            Ok(Some(Inspection::Partial)) => started = true,
         }
         if Instant::now() + retry >= deadline {
-            return None;
+            return Peeked::TimedOut { started };
         }
         tokio::time::sleep(retry).await;
         retry = (retry * 2).min(MAX_RETRY);
@@ -94,89 +146,232 @@ pub async fn peek(
 }
 
 /// Looks at the bytes a connection has sent so far.
-fn inspect(bytes: &[u8], peer: Option<SocketAddr>, proxies: &TrustedProxies) -> Inspection {
-    let start = bytes.len().min(PREFIX.len());
-    if bytes[..start] != PREFIX[..start] {
+fn inspect(bytes: &[u8], peer: Option<SocketAddr>, rules: &Rules<'_>) -> Inspection {
+    let subscribe = b"GET /sub/";
+    let publish = b"POST /pub/";
+    let starts = |prefix: &[u8]| {
+        let shared = bytes.len().min(prefix.len());
+        bytes[..shared] == prefix[..shared]
+    };
+    if !starts(subscribe) && !starts(publish) {
         return Inspection::Other;
     }
 
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
-    match request.parse(bytes) {
-        Ok(httparse::Status::Complete(len)) => match subscription(&request, len, peer, proxies) {
-            Some(head) => Inspection::Subscribe(head),
+    let head_len = match request.parse(bytes) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if bytes.len() < MAX_HEAD_BYTES => {
+            return Inspection::Partial;
+        }
+        Ok(httparse::Status::Partial) | Err(_) => return Inspection::Other,
+    };
+    if request.version != Some(1) {
+        return Inspection::Other;
+    }
+    let Some(head) = Head::read(&request) else {
+        return Inspection::Other;
+    };
+
+    let client = |forwarded: &[&[u8]]| {
+        peer.map(|peer| rules.proxies.resolve(peer.ip(), forwarded.iter().copied()))
+    };
+    if let Some(channel) = head.path.strip_prefix("/sub/") {
+        return match subscription(&head, channel, head_len) {
+            Some(mut request) => {
+                request.client = client(&head.forwarded);
+                Inspection::Request(Request::Subscribe(request))
+            }
             None => Inspection::Other,
-        },
-        Ok(httparse::Status::Partial) if bytes.len() < MAX_HEAD_BYTES => Inspection::Partial,
-        Ok(httparse::Status::Partial) | Err(_) => Inspection::Other,
+        };
+    }
+    let Some(channel) = head.path.strip_prefix("/pub/") else {
+        return Inspection::Other;
+    };
+    match publication(&head, channel, &bytes[head_len..], rules) {
+        Body::Complete {
+            channel,
+            event,
+            body_len,
+        } => Inspection::Request(Request::Publish(PublishRequest {
+            len: head_len + body_len,
+            channel,
+            event,
+            client: client(&head.forwarded),
+            close: head.close,
+        })),
+        Body::Partial => Inspection::Partial,
+        Body::Other => Inspection::Other,
     }
 }
 
-/// Returns the subscription a complete head asks for, if this module serves it.
-fn subscription(
-    request: &httparse::Request<'_, '_>,
-    len: usize,
-    peer: Option<SocketAddr>,
-    proxies: &TrustedProxies,
-) -> Option<SubscribeHead> {
-    if request.version != Some(1) {
-        return None;
-    }
-    let target = request.path?;
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let channel = ChannelId::parse(path.strip_prefix("/sub/")?).ok()?;
+/// The parts of a request head the relay uses.
+struct Head<'a> {
+    method: &'a str,
+    path: &'a str,
+    query: &'a str,
+    last_event_id: Option<&'a [u8]>,
+    forwarded: Vec<&'a [u8]>,
+    content_type: Option<&'a [u8]>,
+    content_length: Option<&'a [u8]>,
+    /// `Connection: close`.
+    close: bool,
+}
 
-    let mut last_event_id_header = None;
-    let mut forwarded = Vec::new();
-    for header in request.headers.iter() {
-        let name = header.name;
-        let value = header.value;
-        if name.eq_ignore_ascii_case("last-event-id") {
-            // The first value wins, as with actix-web's `HeaderMap::get`.
-            last_event_id_header.get_or_insert(value);
-        } else if name.eq_ignore_ascii_case("x-forwarded-for") {
-            forwarded.push(value);
-        } else if name.eq_ignore_ascii_case("content-length") {
-            if value.trim_ascii() != b"0" {
+impl<'a> Head<'a> {
+    /// Collects the parts of a parsed head, or returns `None` for any head the relay leaves to
+    /// actix-web: a body in chunks, an upgrade, an `Expect`, or a repeated `Content-Length`.
+    fn read(request: &httparse::Request<'_, 'a>) -> Option<Self> {
+        let target = request.path?;
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let mut head = Head {
+            method: request.method?,
+            path,
+            query,
+            last_event_id: None,
+            forwarded: Vec::new(),
+            content_type: None,
+            content_length: None,
+            close: false,
+        };
+        for header in request.headers.iter() {
+            let (name, value) = (header.name, header.value);
+            if name.eq_ignore_ascii_case("last-event-id") {
+                // The first value wins, as with actix-web's `HeaderMap::get`.
+                head.last_event_id.get_or_insert(value);
+            } else if name.eq_ignore_ascii_case("x-forwarded-for") {
+                head.forwarded.push(value);
+            } else if name.eq_ignore_ascii_case("content-type") {
+                head.content_type.get_or_insert(value);
+            } else if name.eq_ignore_ascii_case("content-length") {
+                if head.content_length.replace(value).is_some() {
+                    return None;
+                }
+            } else if name.eq_ignore_ascii_case("connection") {
+                for token in value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
+                    if token.eq_ignore_ascii_case(b"upgrade") {
+                        return None;
+                    }
+                    head.close |= token.eq_ignore_ascii_case(b"close");
+                }
+            } else if name.eq_ignore_ascii_case("transfer-encoding")
+                || name.eq_ignore_ascii_case("upgrade")
+                || name.eq_ignore_ascii_case("expect")
+            {
                 return None;
             }
-        } else if name.eq_ignore_ascii_case("transfer-encoding")
-            || name.eq_ignore_ascii_case("upgrade")
-            || name.eq_ignore_ascii_case("expect")
-        {
-            return None;
         }
+        Some(head)
     }
 
+    /// Returns the declared body length; `None` when the value is not a number.
+    fn body_len(&self) -> Option<usize> {
+        match self.content_length {
+            None => Some(0),
+            Some(value) => std::str::from_utf8(value.trim_ascii()).ok()?.parse().ok(),
+        }
+    }
+}
+
+/// Returns the subscription a head asks for, if this module serves it.
+fn subscription(head: &Head<'_>, channel: &str, len: usize) -> Option<SubscribeRequest> {
+    if head.method != "GET" || head.body_len() != Some(0) {
+        return None;
+    }
+    let channel = ChannelId::parse(channel).ok()?;
     // An invalid query goes to actix-web, which answers 400 with the reason.
-    let last_event_id = last_event_id(last_event_id_header, query).ok()?;
-    let client = peer.map(|peer| proxies.resolve(peer.ip(), forwarded.into_iter()));
-    Some(SubscribeHead {
+    let last_event_id = last_event_id(head.last_event_id, head.query).ok()?;
+    Some(SubscribeRequest {
         len,
         channel,
         last_event_id,
-        client,
+        client: None,
     })
+}
+
+/// The body of a publish, as far as it has arrived.
+enum Body {
+    Complete {
+        channel: ChannelId,
+        event: Bytes,
+        body_len: usize,
+    },
+    Partial,
+    Other,
+}
+
+/// Checks a publish request and its body, `received` being the bytes after the head so far.
+fn publication(head: &Head<'_>, channel: &str, received: &[u8], rules: &Rules<'_>) -> Body {
+    let Ok(channel) = ChannelId::parse(channel) else {
+        return Body::Other;
+    };
+    if head.method != "POST" {
+        return Body::Other;
+    }
+    let json = head.content_type.is_some_and(|value| {
+        let essence = value.split(|b| *b == b';').next().unwrap_or_default();
+        essence
+            .trim_ascii()
+            .eq_ignore_ascii_case(b"application/json")
+    });
+    let Some(body_len) = head.content_length.and(head.body_len()) else {
+        return Body::Other;
+    };
+    if !json || body_len > rules.max_publish_bytes || body_len > MAX_DIRECT_BODY {
+        return Body::Other;
+    }
+    if received.len() < body_len {
+        return Body::Partial;
+    }
+    match envelope::check_and_compact(&received[..body_len]) {
+        Ok(event) => Body::Complete {
+            channel,
+            event,
+            body_len,
+        },
+        Err(_) => Body::Other,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn peer() -> Option<SocketAddr> {
-        Some("10.0.0.1:4000".parse().unwrap())
-    }
+    const ENVELOPE: &str = r#"{"iv":"AA==","salt":"AA==","ct":"AA=="}"#;
 
-    fn look(head: &str) -> Inspection {
+    fn look(request: &str) -> Inspection {
         let proxies = TrustedProxies::new(vec!["10.0.0.0/8".parse().unwrap()]);
-        inspect(head.as_bytes(), peer(), &proxies)
+        let rules = Rules {
+            proxies: &proxies,
+            max_publish_bytes: 1024,
+        };
+        inspect(
+            request.as_bytes(),
+            Some("10.0.0.1:4000".parse().unwrap()),
+            &rules,
+        )
     }
 
-    fn subscribe(head: &str) -> SubscribeHead {
-        match look(head) {
-            Inspection::Subscribe(subscription) => subscription,
-            other => panic!("{head:?} is not a subscription: {other:?}"),
+    fn subscribe(request: &str) -> SubscribeRequest {
+        match look(request) {
+            Inspection::Request(Request::Subscribe(subscription)) => subscription,
+            other => panic!("{request:?} is not a subscription: {other:?}"),
         }
+    }
+
+    fn publish(request: &str) -> PublishRequest {
+        match look(request) {
+            Inspection::Request(Request::Publish(publication)) => publication,
+            other => panic!("{request:?} is not a publish: {other:?}"),
+        }
+    }
+
+    fn post(extra_headers: &str, body: &str) -> String {
+        format!(
+            "POST /pub/room HTTP/1.1\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n{extra_headers}\r\n{body}",
+            body.len()
+        )
     }
 
     #[test]
@@ -207,15 +402,42 @@ mod tests {
     }
 
     #[test]
-    fn incomplete_heads_wait() {
-        for partial in ["G", "GET /s", "GET /sub/room HTTP/1.1\r\nHost: r"] {
+    fn valid_publish_is_served() {
+        let request = post("Connection: keep-alive\r\n", ENVELOPE);
+        let publication = publish(&format!("{request}GET /next"));
+        assert_eq!(publication.len, request.len());
+        assert_eq!(publication.channel.as_str(), "room");
+        let compact = envelope::check_and_compact(ENVELOPE.as_bytes()).unwrap();
+        assert_eq!(publication.event, compact);
+        assert!(!publication.close);
+
+        let closing = publish(&post("Connection: close\r\n", ENVELOPE));
+        assert!(closing.close);
+        let pretty = publish(&post("", &ENVELOPE.replace(',', ",\n ")));
+        assert_eq!(pretty.event, compact);
+    }
+
+    #[test]
+    fn incomplete_requests_wait() {
+        let request = post("", ENVELOPE);
+        for partial in [
+            "G",
+            "GET /s",
+            "GET /sub/room HTTP/1.1\r\nHost: r",
+            "POST /p",
+            &request[..request.len() - 1],
+        ] {
             assert_eq!(look(partial), Inspection::Partial, "{partial:?}");
         }
     }
 
     #[test]
     fn other_requests_go_to_actix() {
-        for head in [
+        let too_large = format!(
+            r#"{{"iv":"AA==","salt":"AA==","ct":"{}"}}"#,
+            "A".repeat(1024)
+        );
+        for request in [
             "GET / HTTP/1.1\r\n\r\n",
             "POST /sub/room HTTP/1.1\r\n\r\n",
             "GET /sub/a.b HTTP/1.1\r\n\r\n",
@@ -226,11 +448,26 @@ mod tests {
             "GET /sub/room?lastEventId=%ZZ&lastEventId=1 HTTP/1.1\r\n\r\n",
             "GET /sub/room HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
             "GET /sub/room HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
-            "GET /sub/room HTTP/1.1\r\nUpgrade: websocket\r\n\r\n",
+            "GET /sub/room HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
             "GET /sub/room HTTP/1.1\r\nBad Header\r\n\r\n",
             "GET http://relay/sub/room HTTP/1.1\r\n\r\n",
+            "GET /pub/room HTTP/1.1\r\n\r\n",
+            &post("", "not json"),
+            &post("", r#"{"iv":"AA==","salt":"AA=="}"#),
+            &post("", &too_large),
+            &post("Expect: 100-continue\r\n", ENVELOPE),
+            &post("Content-Length: 1\r\n", ENVELOPE),
+            &post("", ENVELOPE).replace("POST /pub/room", "POST /pub/a.b"),
+            &post("", ENVELOPE).replace("HTTP/1.1", "HTTP/1.0"),
+            &post("", ENVELOPE).replace("application/json", "text/plain"),
+            &post("", ENVELOPE).replace("Content-Length", "X-Length"),
+            &format!(
+                "POST /pub/room HTTP/1.1\r\nContent-Type: application/json\r\n\
+                 Transfer-Encoding: chunked\r\n\r\n{:X}\r\n{ENVELOPE}\r\n0\r\n\r\n",
+                ENVELOPE.len()
+            ),
         ] {
-            assert_eq!(look(head), Inspection::Other, "{head:?}");
+            assert_eq!(look(request), Inspection::Other, "{request:?}");
         }
         let many_headers = format!("GET /sub/room HTTP/1.1\r\n{}\r\n", "A: b\r\n".repeat(40));
         assert_eq!(look(&many_headers), Inspection::Other);
