@@ -9,6 +9,12 @@ use dropthat_server::config::Config;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc rather than glibc's allocator: the relay allocates and frees many small buffers on
+/// two or more threads, and glibc's consolidation of freed chunks showed up in its profiles.
+/// Measured in docs/BENCHMARKS.md.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[actix_web::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
