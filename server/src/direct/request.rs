@@ -5,7 +5,7 @@
 //! body, no upgrade, a query string that parses), and a `POST /pub/<channel>` whose
 //! `application/json` body has a `Content-Length`, has fully arrived, and is a valid envelope.
 //! Anything else, including requests that are malformed, too large, or slow to arrive, goes to
-//! actix-web untouched, which serves it or answers with the usual error.
+//! actix-web untouched, which serves it or responds with the usual error.
 
 use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
@@ -22,8 +22,8 @@ use crate::client::TrustedProxies;
 use crate::envelope;
 use crate::routes::events::last_event_id;
 
-/// Longest request head looked at, in bytes. A browser's request is well under 2 KiB; longer
-/// heads go to actix-web, whose limits apply to them.
+/// Maximum request head looked at, in bytes. A browser's request is well under 2 KiB, and
+/// longer heads go to actix-web, whose limits apply to them.
 pub const MAX_HEAD_BYTES: usize = 8 * 1024;
 
 /// Largest publish body served here; larger ones, up to `--max-publish-bytes`, go to actix-web.
@@ -78,7 +78,7 @@ pub struct PublishRequest {
     pub close: bool,
 }
 
-/// What the relay learned of a connection's next request.
+/// The outcome of waiting for a connection's next request.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Peeked {
     Request(Request),
@@ -86,13 +86,13 @@ pub enum Peeked {
     Other,
     /// The connection was closed or failed before a request began.
     Closed,
-    /// No complete request arrived by the deadline; `started` tells whether one had begun.
+    /// No complete request arrived by the deadline; `started` is whether one had begun.
     TimedOut {
         started: bool,
     },
 }
 
-/// What a look at the bytes received so far found.
+/// The result of looking at the bytes received so far.
 #[derive(Debug, PartialEq, Eq)]
 enum Inspection {
     Request(Request),
@@ -264,22 +264,28 @@ impl<'a> Head<'a> {
         Some(head)
     }
 
-    /// Returns the declared body length; `None` when the value is not a number.
+    /// Returns the declared body length; `None` when the value is not a plain decimal number.
+    /// A sign or other characters, which `str::parse` would accept or which could make two
+    /// servers read the framing differently, leave the request to actix-web.
     fn body_len(&self) -> Option<usize> {
-        match self.content_length {
-            None => Some(0),
-            Some(value) => std::str::from_utf8(value.trim_ascii()).ok()?.parse().ok(),
+        let Some(value) = self.content_length else {
+            return Some(0);
+        };
+        let digits = value.trim_ascii();
+        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+            return None;
         }
+        std::str::from_utf8(digits).ok()?.parse().ok()
     }
 }
 
-/// Returns the subscription a head asks for, if this module serves it.
+/// Returns the subscription a head requests, if this module serves it.
 fn subscription(head: &Head<'_>, channel: &str, len: usize) -> Option<SubscribeRequest> {
     if head.method != "GET" || head.body_len() != Some(0) {
         return None;
     }
     let channel = ChannelId::parse(channel).ok()?;
-    // An invalid query goes to actix-web, which answers 400 with the reason.
+    // An invalid query goes to actix-web, which responds with 400 and the reason.
     let last_event_id = last_event_id(head.last_event_id, head.query).ok()?;
     Some(SubscribeRequest {
         len,
@@ -461,6 +467,7 @@ mod tests {
             &post("", ENVELOPE).replace("HTTP/1.1", "HTTP/1.0"),
             &post("", ENVELOPE).replace("application/json", "text/plain"),
             &post("", ENVELOPE).replace("Content-Length", "X-Length"),
+            &post("", ENVELOPE).replace("Content-Length: ", "Content-Length: +"),
             &format!(
                 "POST /pub/room HTTP/1.1\r\nContent-Type: application/json\r\n\
                  Transfer-Encoding: chunked\r\n\r\n{:X}\r\n{ENVELOPE}\r\n0\r\n\r\n",
