@@ -84,7 +84,7 @@ pub struct Config {
     pub queue_len: u32,
 
     /// Bytes of event frames a subscriber may have waiting before it counts as stalled and is
-    /// disconnected; this bounds what a stalled subscriber keeps in its channel's memory.
+    /// disconnected. This bounds what a stalled subscriber keeps in its channel's memory.
     #[arg(long, env = "DROPTHAT_QUEUE_BYTES", default_value_t = 1 << 20,
           value_parser = clap::value_parser!(u32).range(64 * 1024..=1 << 30))]
     pub queue_bytes: u32,

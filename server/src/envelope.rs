@@ -1,8 +1,8 @@
 //! The shape check of a published envelope, and its one-line re-encoding.
 //!
-//! The relay cannot decrypt an envelope and does not try: it checks that the body is the JSON
+//! The relay cannot decrypt an envelope and does not try. It checks that the body is the JSON
 //! object that `sjcl.encrypt` writes (byte strings in base64, parameters as numbers or short
-//! strings) and writes it back as compact JSON, each value's text as sent. JSON forbids raw
+//! strings), and writes it back as compact JSON with each value's text as sent. JSON forbids raw
 //! control characters inside strings (serde_json rejects them), so the output never contains a
 //! raw `\n` or `\r` and fits one `data:` line.
 
@@ -156,8 +156,8 @@ const BASE64: GeneralPurpose = GeneralPurpose::new(
 );
 
 thread_local! {
-    /// Where base64 values are decoded to be checked; reused, because the decoded bytes are
-    /// not kept.
+    /// The buffer that base64 values are decoded into to be checked. It is reused, because
+    /// the decoded bytes are not kept.
     static DECODED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 

@@ -516,8 +516,8 @@ async fn publishes_share_kept_alive_connection() {
     events.skip_opening().await;
     let mut connection = Connection::open(&relay).await;
 
-    // Valid publishes are answered by the relay itself and keep the connection open; two sent
-    // at once are answered in order.
+    // The relay responds to valid publishes itself and keeps the connection open. Two sent at
+    // once get their responses in order.
     connection.send(&post_request(&envelope("AQ"))).await;
     let (direct_head, body) = connection.response().await;
     assert_eq!(direct_head.status, "HTTP/1.1 202 Accepted");
@@ -530,7 +530,8 @@ async fn publishes_share_kept_alive_connection() {
         assert_eq!(head.status, "HTTP/1.1 202 Accepted");
     }
 
-    // An invalid envelope goes to actix-web, which answers it and then serves the connection.
+    // An invalid envelope goes to actix-web, which responds to it and serves the rest of the
+    // connection.
     connection.send(&post_request("[1]")).await;
     let (head, body) = connection.response().await;
     assert_eq!(head.status, "HTTP/1.1 400 Bad Request");

@@ -1,5 +1,5 @@
-//! The frames one subscriber's connection writes at its next write: a feed appends them, the
-//! connection writes them with one vectored write and then clears the batch.
+//! The frames one subscriber's connection writes at its next write. A feed appends them, and
+//! the connection writes them with one vectored write and then clears the batch.
 //!
 //! A frame is a [`Bytes`] handle to an encoding shared by every subscriber of a channel, so
 //! filling a batch copies no payload. A batch has limits in frames and bytes, so that one write

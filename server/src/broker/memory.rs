@@ -1,8 +1,8 @@
 //! The in-process broker: channels, their subscribers and their history live in this process.
 //!
-//! Each channel keeps a log of encoded event frames, and each subscriber a cursor into it:
-//! publishing appends one frame and wakes the channel's subscribers, and each subscriber's
-//! connection then takes every frame from its cursor to the newest in one batch. A subscriber
+//! Each channel keeps a log of encoded event frames, and each subscriber a cursor into it. A
+//! publish appends one frame and wakes the channel's subscribers. Each subscriber's connection
+//! then takes every frame from its cursor to the newest in one batch. A subscriber
 //! that falls more than `max_waiting_events` events (or `max_waiting_bytes` bytes) behind is
 //! dropped as stalled. The log keeps what some subscriber still has to send, and at least the
 //! last `history_len` events for subscribers that reconnect.
@@ -56,7 +56,7 @@ pub struct BrokerSettings {
     /// stalled and be dropped when exceeded.
     pub max_waiting_events: usize,
     /// The same limit in bytes of event frames. With `max_waiting_events`, it bounds the
-    /// memory a stalled subscriber holds in its channel's log.
+    /// memory a stalled subscriber keeps alive in its channel's log.
     pub max_waiting_bytes: usize,
     /// Maximum subscribers per channel.
     pub max_subscribers_per_channel: usize,
@@ -350,7 +350,7 @@ impl Shared {
         };
 
         let Some(channel) = channel else {
-            // Nobody listens and nothing is kept: the event only takes an id.
+            // The channel has no subscribers and no history: the event only takes an id.
             let id = self.next_id();
             sse::event(&id.to_string(), payload)?;
             self.count_published(payload);
@@ -618,9 +618,9 @@ impl Log {
     }
 
     /// Returns the cursor of a subscriber that last saw `last_event_id`, and the notice it
-    /// gets first when some events may be missing: the position after that event, or the
-    /// oldest event of the history after a `too-old` notice, or the newest position after an
-    /// `unknown-id` notice.
+    /// gets first when some events may be missing. The cursor is the position after that
+    /// event, or the oldest event of the history after a `too-old` notice, or the newest
+    /// position after an `unknown-id` notice.
     fn resume_position(
         &self,
         last_event_id: &str,
@@ -633,8 +633,8 @@ impl Log {
             return (head, Some(ResetReason::UnknownId));
         };
 
-        // Only the last `history_len` events count as history, even while the log holds older
-        // ones for subscribers that are behind, so that a resume does not depend on them.
+        // Only the last `history_len` events count as history, even while the log still has
+        // older ones for subscribers that are behind, so that a resume does not depend on them.
         let history = self.events.len().min(history_len);
         let history_start = self.events.len() - history;
         let found = self
@@ -675,7 +675,8 @@ struct MemoryFeed {
     shared: Arc<Shared>,
     channel: Arc<Channel>,
     name: ChannelId,
-    /// The subscriber's slot in the channel's `members`, valid while the slot holds `id`.
+    /// The subscriber's slot in the channel's `members`, valid while the slot's member has
+    /// this `id`.
     key: usize,
     id: u64,
 }

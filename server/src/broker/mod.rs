@@ -9,7 +9,7 @@
 //!
 //! A subscriber reads its channel through a [`Feed`], which a connection polls for every frame
 //! that is ready, in one [`Batch`], whenever it can write. Nothing is queued per subscriber, so
-//! a subscriber costs the same whether it is idle or far behind; the broker decides how far
+//! a subscriber costs the same whether it is idle or far behind. The broker decides how far
 //! behind a subscriber may fall before it is dropped as stalled.
 //!
 //! - [`event_id`]: the `<epoch>-<sequence>` ids of relayed events.
@@ -83,7 +83,7 @@ pub enum End {
     Overflow,
 }
 
-/// What a [`Feed`] added to a batch.
+/// The outcome of a [`Feed::poll_frames`] call that added frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Gathered {
     /// Every frame that was ready is in the batch, and the task is registered to be woken
@@ -136,14 +136,14 @@ impl Subscription {
         self.feed.set_closer(closer);
     }
 
-    /// Returns `Ready` once the broker has dropped this subscriber as stalled; see
-    /// [`Feed::poll_dropped`].
+    /// Registers the task without taking frames, and returns `Ready` once the broker has
+    /// dropped this subscriber as stalled; see [`Feed::poll_dropped`].
     pub fn poll_dropped(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         self.feed.poll_dropped(cx)
     }
 
-    /// Appends the frames ready for this subscriber to `batch` and counts them as delivered;
-    /// see [`Feed::poll_frames`].
+    /// Appends the frames ready for this subscriber to `batch` and counts them as delivered.
+    /// See [`Feed::poll_frames`].
     pub fn poll_frames(
         &mut self,
         cx: &mut Context<'_>,

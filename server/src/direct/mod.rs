@@ -3,8 +3,8 @@
 //!
 //! actix-http keeps an 8 KiB read buffer and an 8 KiB write buffer for every HTTP/1 connection
 //! (`HW_BUFFER_SIZE` in actix-http 3.20's h1 dispatcher, not configurable), more than the rest
-//! of an idle subscriber costs together, and its handling of a request costs about twice the
-//! CPU time of a publish itself. So on plain HTTP the relay looks at each request of a
+//! of an idle subscriber costs together. Its handling of a request also costs about twice the
+//! CPU time of the publish itself. So on plain HTTP the relay looks at each request of a
 //! connection before actix sees it, without consuming it ([`request`]):
 //!
 //! - a subscription is served by a [`Writer`] that owns the socket, with the same headers and
@@ -54,7 +54,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time a publish response may take to be written before the connection is closed.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What the connections of one worker share.
+/// The state that the connections of one worker share.
 struct Worker<H> {
     /// actix-web's HTTP service for the same app.
     http: H,
@@ -181,7 +181,7 @@ async fn keep_alive<H>(
                     Answered::Declined => return Some(stream),
                 }
             }
-            // A request that began goes to actix-web, whose own timeout answers it; an idle
+            // A request that began goes to actix-web, whose own timeout then applies. An idle
             // connection is closed, as actix-web closes it.
             Peeked::Other | Peeked::TimedOut { started: true } => return Some(stream),
             Peeked::Closed | Peeked::TimedOut { started: false } => return None,
@@ -243,7 +243,7 @@ async fn publish(stream: &mut TcpStream, request: PublishRequest, state: &AppSta
         return Answered::Declined;
     }
     // NOTE: a publish the broker rejects (only while shutting down) has taken a rate token
-    // here, and actix-web takes another when it answers the request.
+    // here, and actix-web takes another when it responds to the request.
     let Ok(published) = state.broker.publish(request.channel, request.event).await else {
         return Answered::Declined;
     };
@@ -276,7 +276,7 @@ fn accepted(published: &crate::broker::Published, close: bool) -> Bytes {
     // A struct of a string and a number always serializes.
     .unwrap_or_default();
     let mut text = String::with_capacity(512 + body.len());
-    // Writing to a String cannot fail.
+    // `fmt::Write` for String never returns an error.
     let _ = write!(
         text,
         "HTTP/1.1 202 Accepted\r\ncontent-length: {}\r\n",

@@ -4,8 +4,8 @@
 //! The writer owns the socket and keeps no buffer of its own while it is idle. Frames are
 //! gathered into a batch that belongs to the worker thread and written at once. Only what
 //! the socket does not take is kept, as handles to the shared frames, until it can be written.
-//! While that rest waits, no more frames are gathered, and a subscriber whose socket stays
-//! full falls behind until the broker drops it; the writer then closes the connection.
+//! While that rest waits, no more frames are gathered. So a subscriber whose socket stays full
+//! falls behind until the broker drops it, and the writer then closes the connection.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -198,7 +198,7 @@ impl Future for Writer {
     }
 }
 
-/// What the writer does after gathering.
+/// The writer's next step after gathering.
 enum Step {
     /// Loop: write what is left, or gather again.
     Continue,

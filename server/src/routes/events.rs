@@ -35,9 +35,8 @@ struct ResumeQuery {
 
 /// Opens an event stream on a channel.
 ///
-/// Plain-HTTP connections whose first request subscribes are served by [`crate::direct`]
-/// instead; this route serves the rest: TLS connections, and subscriptions on a connection
-/// that made other requests first.
+/// On plain HTTP, [`crate::direct`] serves most subscriptions itself. This route serves the
+/// others: those over TLS, and those on a connection after a request that went to actix-web.
 pub async fn subscribe(
     state: web::Data<AppState>,
     channel: web::Path<String>,
