@@ -156,7 +156,8 @@ impl RoomLink {
     /// Stretches `passphrase` and checks it against the link's check value, returning the
     /// envelope secret. For an open room the passphrase is ignored.
     ///
-    /// This costs 35,000 PBKDF2 iterations: about 17 ms in WebAssembly (docs/BENCHMARKS.md).
+    /// This costs 35,000 PBKDF2 iterations, an estimated 17 ms in WebAssembly from the PBKDF2
+    /// timings in docs/BENCHMARKS.md.
     pub fn unlock(&self, passphrase: &str) -> Result<RoomSecret, LinkError> {
         let (key, check) = match self {
             Self::Open(_) => return self.open_secret().ok_or(LinkError::WrongPassphrase),
