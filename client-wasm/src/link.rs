@@ -2,7 +2,7 @@
 //!
 //! An open room's fragment is `#` and the 22-character room key; its envelope password is the
 //! fragment text. A passphrase room's fragment adds a dot and an 8-character check value:
-//! `#<room key>.<check>`. The dot tells a joining page to ask for the passphrase, and the check
+//! `#<room key>.<check>`. The dot makes a joining page prompt for the passphrase, and the check
 //! value lets it report a wrong one before any message arrives. The channel id is derived from
 //! the whole fragment in both cases, so the relay sees only a hash of it.
 //!
@@ -35,7 +35,7 @@ pub const CHECK_LEN: usize = 6;
 /// Length of the check value's base64url text.
 pub const CHECK_CHARS: usize = 8;
 
-/// Fewest characters a new passphrase may have. Joiners may enter anything.
+/// Minimum characters of a new passphrase. Joiners may enter anything.
 pub const MIN_PASSPHRASE_CHARS: usize = 8;
 
 /// The `site` input of the prehash for passphrase rooms.

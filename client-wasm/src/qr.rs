@@ -109,6 +109,29 @@ mod tests {
         }
     }
 
+    /// Draws the path at 4 pixels a module, as the page's SVG shows it, and decodes the
+    /// picture with an independent QR reader.
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn drawing_decodes_to_link() {
+        const PIXELS_PER_MODULE: usize = 4;
+        let link = "http://127.0.0.1:8080/#4Kg1oLP4ETsr4ygH6Aq_5g.AbCdEf12";
+        let qr = qr_path(link).unwrap();
+        let grid = paint(&qr);
+        let side = qr.size * PIXELS_PER_MODULE;
+        let mut image = rqrr::PreparedImage::prepare_from_greyscale(side, side, |x, y| {
+            if grid[y / PIXELS_PER_MODULE][x / PIXELS_PER_MODULE] {
+                0
+            } else {
+                255
+            }
+        });
+        let grids = image.detect_grids();
+        assert_eq!(grids.len(), 1, "QR codes found in the drawing");
+        let (_, content) = grids[0].decode().unwrap();
+        assert_eq!(content, link);
+    }
+
     #[test]
     fn long_link_still_encodes() {
         let link = format!(

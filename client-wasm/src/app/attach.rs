@@ -26,15 +26,15 @@ use super::{App, Room, describe, listen, outbox};
 use crate::message::{Attachment, BLOB_OVERHEAD, Body, clean_mime, human_size};
 use crate::pacing::retry_delay_millis;
 
-/// Longest side of a sent image, in pixels.
+/// Maximum side of a sent image, in pixels.
 pub const MAX_IMAGE_SIDE: u32 = 1600;
 
 /// JPEG quality of re-encoded images, from 0 to 1.
 const JPEG_QUALITY: f64 = 0.85;
 
 /// Largest content the page sends: the relay's default blob limit of 8 MiB (8,388,608 bytes)
-/// less the blob envelope's header and tag. A relay with a lower `--max-blob-bytes` answers
-/// 413, which the page reports.
+/// less the blob envelope's header and tag. A relay with a lower `--max-blob-bytes` responds
+/// with 413, which the page reports.
 pub const MAX_FILE_BYTES: u64 = (8 << 20) - BLOB_OVERHEAD as u64;
 
 /// Largest image file the page decodes for re-encoding. Decoding costs memory for every pixel;
@@ -142,7 +142,7 @@ fn send_files(app: &Rc<App>, list: &FileList) {
     });
 }
 
-/// The content to upload and what the announcement says about it.
+/// The content to upload, and the fields of its announcement.
 struct Prepared {
     content: Uint8Array,
     mime: String,
@@ -481,7 +481,7 @@ async fn upload(
     let body = request.response_text().ok().flatten().unwrap_or_default();
     match status {
         201 => blob_id(&body).ok_or_else(|| {
-            UploadError::Reject("the server's answer had no valid blob id".to_owned())
+            UploadError::Reject("the server's response had no valid blob id".to_owned())
         }),
         0 => Err(UploadError::Retry {
             reason: "the server could not be reached".to_owned(),

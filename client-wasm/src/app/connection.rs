@@ -2,7 +2,7 @@
 //!
 //! On any error the page closes the EventSource and opens a new one after a backoff delay
 //! (1 s doubling to 30 s, see [`retry_delay_millis`]), passing the id of the last event it
-//! received as `lastEventId`, so the relay sends what the page missed or says that it cannot.
+//! received as `lastEventId`, so the relay sends what the page missed or a `reset` event when it cannot.
 //! The browser's own reconnection would retry every 2 s forever and, after an HTTP error,
 //! not at all. The indicator shows connected, reconnecting, or offline: the browser reports no
 //! network, or three attempts in a row failed.
@@ -19,10 +19,10 @@ use super::timer::{jitter, sleep};
 use super::{Room, outbox, receive};
 use crate::pacing::retry_delay_millis;
 
-/// Failed attempts in a row after which the indicator says offline instead of reconnecting.
+/// Failed attempts in a row after which the indicator shows offline instead of reconnecting.
 const OFFLINE_AFTER_FAILURES: u32 = 3;
 
-/// Longest event id kept for resuming; the relay's ids are 37 characters at most.
+/// Maximum event id length kept for resuming. The relay's ids have at most 37 characters.
 const MAX_EVENT_ID_CHARS: usize = 64;
 
 /// An event handler installed on the EventSource.
@@ -38,8 +38,8 @@ pub struct Connection {
     /// Failed attempts since the last successful open.
     failures: Cell<u32>,
     connected: Cell<bool>,
-    /// Counts opens and scheduled reopens, so a reopen scheduled earlier sees that it is
-    /// stale.
+    /// Counter of opens and scheduled reopens, so a reopen scheduled earlier can detect that
+    /// it is stale.
     generation: Cell<u32>,
 }
 

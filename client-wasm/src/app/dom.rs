@@ -13,7 +13,7 @@ use web_sys::{
 /// Most rows the message list keeps; older rows are removed with their `blob:` URLs.
 pub const MAX_ROWS: u32 = 500;
 
-/// Longest text shown from a plaintext that is not one of our messages, in characters.
+/// Maximum text shown from a plaintext that is not one of our messages, in characters.
 pub const MAX_PLAIN_CHARS: usize = 16 * 1024;
 
 /// The state shown by the connection indicator.
@@ -276,7 +276,7 @@ impl Elements {
 #[derive(Clone)]
 pub struct MessageRow {
     pub row: Element,
-    /// Where the content goes.
+    /// The container of the content.
     pub body: Element,
     /// A short state next to the time: "sending", "not sent", and so on.
     pub state: Element,

@@ -41,7 +41,7 @@ pub struct Downloads {
     running: Cell<u32>,
 }
 
-/// What to do with a blob once it is decrypted.
+/// The way a decrypted blob is shown.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Image { width: u32, height: u32 },

@@ -82,7 +82,7 @@ pub struct Room {
     window: Window,
     elements: Rc<Elements>,
     link: RoomLink,
-    /// The channel id derived from the fragment, the only room name the server sees.
+    /// The channel id derived from the fragment, the only room name the server receives.
     channel: String,
     /// The envelope password; `None` until a passphrase room is unlocked.
     secret: RefCell<Option<RoomSecret>>,
@@ -126,8 +126,8 @@ impl App {
         Ok(())
     }
 
-    /// Leaves the current room, if any, and shows `link`. Without a secret the page asks for
-    /// the passphrase before it connects.
+    /// Leaves the current room, if any, and shows `link`. Without a secret the page prompts
+    /// for the passphrase before it connects.
     fn enter(self: &Rc<Self>, link: RoomLink, secret: Option<RoomSecret>) {
         self.leave_room();
         let room = Rc::new(Room {
@@ -299,6 +299,18 @@ impl App {
         listen(&self.window, "pagehide", move |_| {
             if let Some(room) = app.current_room() {
                 room.close();
+            }
+        })?;
+
+        // A page restored from the back-forward cache had its room closed by `pagehide`, so
+        // it joins again.
+        let app = self.clone();
+        listen(&self.window, "pageshow", move |event| {
+            let restored = event
+                .dyn_ref::<web_sys::PageTransitionEvent>()
+                .is_some_and(|event| event.persisted());
+            if restored {
+                let _ = app.enter_from_location();
             }
         })
     }

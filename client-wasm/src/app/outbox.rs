@@ -51,7 +51,7 @@ struct Pending {
     attempts: u32,
 }
 
-/// How a publish failed.
+/// The kind of a failed publish.
 enum Failure {
     /// Worth retrying: the relay could not be reached, was busy, or rate-limited the page.
     Retry {

@@ -32,14 +32,14 @@ const SKIP_NOTICE_MILLIS: f64 = 30_000.0;
 /// Delay that gathers arrivals into one announcement for screen readers, in ms.
 const ANNOUNCE_DELAY_MILLIS: u32 = 1_500;
 
-/// Longest stretch of a message read out in an announcement, in characters.
+/// Maximum part of a message read out in an announcement, in characters.
 const ANNOUNCE_CHARS: usize = 140;
 
 /// Attachments that rows offer to download, by the number in the button's
 /// `data-attachment` attribute. At most this many are kept, oldest dropped first.
 const MAX_ATTACHMENTS: usize = 500;
 
-/// What the room has received and what it is doing with it.
+/// The receiving state of a room: budget, seen ids, notices and attachments.
 pub struct Receiver {
     budget: DerivationBudget,
     waiting: u32,

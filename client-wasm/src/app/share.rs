@@ -156,7 +156,7 @@ fn draw_qr(app: &App, link: &str) -> Result<Element, String> {
 }
 
 /// Copies the link with the Clipboard API. Where that is missing or refused (plain HTTP, an
-/// old browser), the link is selected and the user is told to copy it.
+/// old browser), the page selects the link and shows how to copy it.
 fn copy_link(app: &Rc<App>) {
     let elements = &app.elements;
     let link = elements.room_link.value();
