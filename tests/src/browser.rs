@@ -32,6 +32,15 @@ impl Browser {
     /// Widths below Chromium's smallest window (500 pixels) use mobile emulation, so that the
     /// page's viewport has the width asked for.
     pub async fn launch(width: u32, height: u32) -> Self {
+        Self::launch_with(width, height, false).await
+    }
+
+    /// Starts a browser like [`Browser::launch`] whose pages prefer a dark color scheme.
+    pub async fn launch_dark(width: u32, height: u32) -> Self {
+        Self::launch_with(width, height, true).await
+    }
+
+    async fn launch_with(width: u32, height: u32, dark: bool) -> Self {
         let port = free_port();
         let driver = Command::new(chromedriver_path())
             .arg(format!("--port={port}"))
@@ -67,6 +76,12 @@ impl Browser {
             }
         });
         let mut capabilities = capabilities;
+        if dark {
+            // Blink's preferred color scheme 0 is dark: the page's prefers-color-scheme.
+            let args = capabilities["goog:chromeOptions"]["args"].as_array_mut();
+            let args = args.expect("the options above have an argument list");
+            args.push("--blink-settings=preferredColorScheme=0".into());
+        }
         if width < 500 {
             capabilities["goog:chromeOptions"]["mobileEmulation"] = serde_json::json!({
                 "deviceMetrics": { "width": width, "height": height, "pixelRatio": 1.0, "touch": true },

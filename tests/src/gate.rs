@@ -20,9 +20,15 @@ pub struct Gate {
 }
 
 impl Gate {
-    /// Starts an open gate that forwards to `upstream`.
+    /// Starts an open gate on `127.0.0.1` that forwards to `upstream`.
     pub async fn start(upstream: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind gate");
+        Self::start_at("127.0.0.1", upstream).await
+    }
+
+    /// Starts an open gate on the loopback address `ip` (any of 127.0.0.0/8 on Linux), so a
+    /// browser reaches the relay under a host name other than `127.0.0.1`.
+    pub async fn start_at(ip: &str, upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind((ip, 0)).await.expect("bind gate");
         let addr = listener.local_addr().expect("gate address");
         let open = Arc::new(AtomicBool::new(true));
         let connections: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::new(Mutex::new(Vec::new()));

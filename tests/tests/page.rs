@@ -16,12 +16,16 @@ use dropthat_tests::capture::{CaptureProxy, contains};
 use dropthat_tests::eventually;
 use dropthat_tests::gate::Gate;
 use dropthat_tests::page::{
-    WAIT, contents_of, count_of, open_new_room, screenshot, send_text, text_of, texts_of,
+    ENTER, WAIT, contents_of, count_of, open_new_room, screenshot, send_text, text_of, texts_of,
     wait_for_count, wait_for_message, wait_for_notice, wait_for_status,
 };
 use dropthat_tests::relay::Relay;
 use fantoccini::{Client, Locator};
 use serde_json::Value;
+
+/// WebDriver's codes for the Shift key and for releasing held keys.
+const SHIFT: &str = "\u{E008}";
+const RELEASE_KEYS: &str = "\u{E000}";
 
 /// A phone's viewport and a desktop's, for the screenshots.
 const PHONE: (u32, u32) = (360, 740);
@@ -373,7 +377,7 @@ async fn passphrase_room_reads_and_refuses() {
     let relay = Relay::start(&[]).await;
     let proxy = CaptureProxy::start(relay.addr).await;
     let alice = Browser::launch(DESKTOP.0, DESKTOP.1).await;
-    let bob = Browser::launch(PHONE.0, PHONE.1).await;
+    let bob = Browser::launch_dark(PHONE.0, PHONE.1).await;
 
     // Alice creates a passphrase room from the invite panel.
     open_new_room(&alice.client, &proxy.url("/")).await;
@@ -412,6 +416,7 @@ async fn passphrase_room_reads_and_refuses() {
         !is_hidden(&bob.client, "unlock").await,
         "no passphrase prompt"
     );
+    screenshot(&bob.client, "unlock-dark-360").await;
     assert!(
         is_hidden(&bob.client, "composer").await,
         "composer shown while locked"
@@ -448,6 +453,30 @@ async fn passphrase_room_reads_and_refuses() {
     send_text(&bob.client, "agreed marker-77a0").await;
     wait_for_message(&alice.client, "Alice", "agreed marker-77a0").await;
 
+    // Shift+Enter starts a new line; Enter sends both lines as one message.
+    let field = bob.client.find(Locator::Id("text")).await.unwrap();
+    field.send_keys("first line").await.unwrap();
+    field
+        .send_keys(&format!("{SHIFT}{ENTER}{RELEASE_KEYS}"))
+        .await
+        .unwrap();
+    field.send_keys("second line").await.unwrap();
+    field.send_keys(ENTER).await.unwrap();
+    wait_for_message(&alice.client, "Alice", "first line\nsecond line").await;
+    let dark = bob
+        .client
+        .execute(
+            "return matchMedia('(prefers-color-scheme: dark)').matches;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        dark,
+        Value::Bool(true),
+        "Bob's browser does not prefer dark"
+    );
+
     // Neither the passphrase nor the key went over the wire, and neither page stored them.
     let captured = proxy.captured();
     assert!(
@@ -478,7 +507,7 @@ async fn passphrase_room_reads_and_refuses() {
             "{who} stored the key: {stored}"
         );
     }
-    screenshot(&bob.client, "passphrase-360").await;
+    screenshot(&bob.client, "passphrase-dark-360").await;
 
     alice.client.clone().close().await.unwrap();
     bob.client.clone().close().await.unwrap();
@@ -701,7 +730,24 @@ async fn hostile_messages_leave_page_working() {
         text_of(&alice.client, "#status").await.as_deref(),
         Some("connected")
     );
+    assert!(
+        is_hidden(&alice.client, "insecure-warning").await,
+        "warning on 127.0.0.1"
+    );
     screenshot(&alice.client, "hostile-1280").await;
+    click(&alice.client, "#privacy summary").await;
+    screenshot(&alice.client, "privacy-1280").await;
+
+    // Over plain HTTP from a host that is not this machine's name, the page warns. 127.0.0.2
+    // is loopback, but the page only trusts localhost, 127.0.0.1 and [::1] by name.
+    let elsewhere = Gate::start_at("127.0.0.2", relay.addr).await;
+    alice.client.goto(&elsewhere.url("/")).await.unwrap();
+    eventually("the plain-HTTP warning", WAIT, || async {
+        (!is_hidden(&alice.client, "insecure-warning").await).then_some(())
+    })
+    .await;
+    let warning = text_of(&alice.client, "#insecure-warning").await.unwrap();
+    assert!(warning.contains("plain HTTP"), "{warning}");
 
     alice.client.clone().close().await.unwrap();
 }
