@@ -159,6 +159,21 @@ async fn drop_file(client: &Client, name: &str, bytes: &[u8]) {
         .expect("dropping a file on the page");
 }
 
+/// Drops a file of `len` zero bytes, made in the page, onto the chat.
+async fn drop_generated_file(client: &Client, name: &str, len: usize) {
+    let script = r#"
+        const [name, len] = arguments;
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([new Uint8Array(len)], name));
+        document.getElementById('messages').dispatchEvent(new DragEvent('drop', {
+            dataTransfer: transfer, bubbles: true, cancelable: true }));
+    "#;
+    client
+        .execute(script, vec![Value::from(name), Value::from(len)])
+        .await
+        .expect("dropping a generated file on the page");
+}
+
 /// Pastes an image file into the message field, as pasting a copied image would.
 async fn paste_image(client: &Client, name: &str, bytes: &[u8]) {
     let script = r#"
@@ -450,6 +465,11 @@ async fn passphrase_room_reads_and_refuses() {
     assert!(is_hidden(&bob.client, "unlock").await);
     send_text(&alice.client, "secret plans marker-31e8").await;
     wait_for_message(&bob.client, "Bob", "secret plans marker-31e8").await;
+    eventually("Bob's screen-reader announcement", WAIT, || async {
+        let announced = contents_of(&bob.client, "#announcer").await;
+        (announced == ["anonymous: secret plans marker-31e8"]).then_some(())
+    })
+    .await;
     send_text(&bob.client, "agreed marker-77a0").await;
     wait_for_message(&alice.client, "Alice", "agreed marker-77a0").await;
 
@@ -556,7 +576,18 @@ fn message(nick: &str, body: Body) -> Message {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_messages_leave_page_working() {
-    let relay = Relay::start(&["--publish-rate", "1000", "--publish-burst", "1000"]).await;
+    // Low size limits, so the page meets the relay's 413 answers.
+    let relay = Relay::start(&[
+        "--publish-rate",
+        "1000",
+        "--publish-burst",
+        "1000",
+        "--max-publish-bytes",
+        "4096",
+        "--max-blob-bytes",
+        "200000",
+    ])
+    .await;
     let alice = Browser::launch(DESKTOP.0, DESKTOP.1).await;
     let room = open_new_room(&alice.client, &relay.url("/")).await;
     wait_for_status(&alice.client, "Alice", "connected").await;
@@ -692,6 +723,73 @@ async fn hostile_messages_leave_page_working() {
     })
     .await;
     assert_eq!(count_of(&alice.client, "#messages a.save").await, 0);
+
+    // An image announcement of a type the page does not show inline is offered as a file.
+    let svg = message(
+        "mallory",
+        Body::Image {
+            attachment: Attachment {
+                blob: uploaded["id"].as_str().unwrap().to_owned(),
+                sha256: [0x22; 32],
+                mime: "image/svg+xml".to_owned(),
+                name: "drawing.svg".to_owned(),
+                size: 1000,
+            },
+            width: 10,
+            height: 10,
+        },
+    );
+    assert_eq!(
+        publish(&relay, &channel, &seal(&mut keys, &svg.to_json())).await,
+        202
+    );
+    eventually("the SVG offered as a file", WAIT, || async {
+        contents_of(&alice.client, "#messages li.file .file-name")
+            .await
+            .iter()
+            .any(|t| t.starts_with("drawing.svg"))
+            .then_some(())
+    })
+    .await;
+    assert_eq!(count_of(&alice.client, "#messages img").await, 0);
+
+    // Sending what the relay refuses says why: a message over its publish limit stays with a
+    // "Send again" button, and a file over its blob limit is reported.
+    let long_text = "x".repeat(5000);
+    alice
+        .client
+        .execute(
+            "document.getElementById('text').value = arguments[0];",
+            vec![Value::from(long_text)],
+        )
+        .await
+        .unwrap();
+    click(&alice.client, "#composer button[type=submit]").await;
+    let state = eventually("the refused message's state", WAIT, || async {
+        contents_of(&alice.client, "#messages li.own .state")
+            .await
+            .into_iter()
+            .find(|t| t.starts_with("not sent"))
+    })
+    .await;
+    assert!(state.contains("413"), "{state}");
+    assert_eq!(count_of(&alice.client, "#messages button.resend").await, 1);
+    drop_file(&alice.client, "big.bin", &test_file(300_000)).await;
+    let state = eventually("the refused file's state", WAIT, || async {
+        contents_of(&alice.client, "#messages li.file.own .state")
+            .await
+            .into_iter()
+            .find(|t| t.starts_with("not sent"))
+    })
+    .await;
+    assert!(state.contains("larger than this server accepts"), "{state}");
+    drop_generated_file(&alice.client, "huge.bin", 8_388_568).await;
+    let notice = wait_for_notice(&alice.client, "Alice", "huge.bin").await;
+    assert!(
+        notice.contains("too large to send: 8388568 bytes"),
+        "{notice}"
+    );
+    assert!(notice.contains("the limit is 8388567 bytes"), "{notice}");
 
     // Nothing became markup, no script ran, and the page still sends and shows messages.
     let inserted = count_of(

@@ -179,7 +179,8 @@ async fn send_file(room: &Rc<Room>, file: &File) {
     let size = u64::from(prepared.content.length());
     if size > MAX_FILE_BYTES {
         room.elements.show_notice(&format!(
-            "{name} is too large to send: {}, and the limit is {}.",
+            "{name} is too large to send: {size} bytes ({}), and the limit is {MAX_FILE_BYTES} \
+             bytes ({}).",
             human_size(size),
             human_size(MAX_FILE_BYTES)
         ));
@@ -199,7 +200,7 @@ async fn send_file(room: &Rc<Room>, file: &File) {
     let (blob, sha256) = match uploaded {
         Ok(uploaded) => uploaded,
         Err(reason) => {
-            row.set_state(&format!("not sent: {reason}"));
+            row.set_failed(&reason);
             return;
         }
     };
@@ -255,9 +256,11 @@ fn preview(room: &Room, row: &MessageRow, prepared: &Prepared) {
 /// Reads a file's bytes as they are.
 async fn read_file(file: &File, mime: String) -> Result<Prepared, String> {
     if file.size() > MAX_FILE_BYTES as f64 {
+        let size = file.size() as u64;
         return Err(format!(
-            "it is too large to send: {}, and the limit is {}",
-            human_size(file.size() as u64),
+            "it is too large to send: {size} bytes ({}), and the limit is {MAX_FILE_BYTES} \
+             bytes ({})",
+            human_size(size),
             human_size(MAX_FILE_BYTES)
         ));
     }

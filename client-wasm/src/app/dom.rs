@@ -286,10 +286,18 @@ impl MessageRow {
     /// Sets the state text and marks the row as pending while it is not empty.
     pub fn set_state(&self, text: &str) {
         self.state.set_text_content(Some(text));
-        let _ = self
-            .row
-            .class_list()
-            .toggle_with_force("pending", !text.is_empty());
+        let classes = self.row.class_list();
+        let _ = classes.toggle_with_force("pending", !text.is_empty());
+        let _ = classes.remove_1("failed");
+    }
+
+    /// Marks the row as given up, with the reason as its state.
+    pub fn set_failed(&self, reason: &str) {
+        self.state
+            .set_text_content(Some(&format!("not sent: {reason}")));
+        let classes = self.row.class_list();
+        let _ = classes.remove_1("pending");
+        let _ = classes.add_1("failed");
     }
 }
 

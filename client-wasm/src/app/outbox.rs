@@ -219,7 +219,7 @@ fn give_up(room: &Rc<Room>, reason: &str) {
     let Some(pending) = room.outbox.queue.borrow_mut().pop_front() else {
         return;
     };
-    pending.row.set_state(&format!("not sent: {reason}"));
+    pending.row.set_failed(reason);
     let number = room.outbox.next_failed.get();
     room.outbox.next_failed.set(number.wrapping_add(1));
     let _ = pending
