@@ -564,6 +564,28 @@ fn hostile_envelope(password: &str, plaintext: &str, iterations: u32) -> String 
     .unwrap()
 }
 
+/// Encrypts `plaintext` with the real `sjcl` npm package (installed in tests/node by
+/// `scripts/setup --test`), as a plain SJCL client in the room would.
+fn sjcl_encrypt(password: &str, plaintext: &str) -> String {
+    let node_dir = dropthat_tests::workspace_root().join("tests").join("node");
+    let output = std::process::Command::new("node")
+        .current_dir(&node_dir)
+        .args([
+            "-e",
+            "process.stdout.write(require('sjcl').encrypt(process.argv[1], process.argv[2]))",
+            password,
+            plaintext,
+        ])
+        .output()
+        .expect("running node; scripts/setup --test installs it");
+    assert!(
+        output.status.success(),
+        "sjcl.encrypt failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("an envelope in UTF-8")
+}
+
 /// Returns a message from `nick` with a new id and `body`.
 fn message(nick: &str, body: Body) -> Message {
     Message {
@@ -641,7 +663,7 @@ async fn hostile_messages_leave_page_working() {
     // the cap are reported.
     let plain = "hello from a plain sjcl peer";
     assert_eq!(
-        publish(&relay, &channel, &seal(&mut keys, plain)).await,
+        publish(&relay, &channel, &sjcl_encrypt(&password, plain)).await,
         202
     );
     let foreign = envelope::encrypt("#other", b"x", &Params::default(), &mut keys).unwrap();
