@@ -366,6 +366,36 @@ async fn images_and_files_cross_encrypted() {
         .unwrap();
     let qr_paths = count_of(&bob.client, "#qr svg path").await;
     assert_eq!(qr_paths, 1, "the QR code's SVG path");
+
+    // Copy link either copies, or (where the browser refuses the Clipboard API) selects the
+    // whole link and says how to copy it.
+    click(&bob.client, "#copy-link").await;
+    let copy_result = eventually("the copy result", WAIT, || async {
+        text_of(&bob.client, "#copy-result")
+            .await
+            .filter(|t| !t.is_empty())
+    })
+    .await;
+    if copy_result != "Link copied." {
+        assert!(copy_result.contains("selected"), "{copy_result}");
+        let selection = bob
+            .client
+            .execute(
+                "const input = document.getElementById('room-link'); \
+                 return [input.selectionStart, input.selectionEnd, input.value];",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let link = selection[2].as_str().unwrap();
+        assert_eq!(selection[0], 0, "selection start");
+        assert_eq!(
+            selection[1].as_u64(),
+            Some(link.len() as u64),
+            "selection end"
+        );
+        assert_eq!(link, room.as_str(), "the link in the invite panel");
+    }
     screenshot(&bob.client, "invite-360").await;
 
     alice.client.clone().close().await.unwrap();
@@ -884,8 +914,26 @@ async fn restart_and_outage_lose_nothing() {
     bob.client.goto(&bob_room).await.unwrap();
     wait_for_count(&alice.client, "Alice", "2 here").await;
     wait_for_count(&bob.client, "Bob", "2 here").await;
+    alice
+        .client
+        .find(Locator::Id("nick"))
+        .await
+        .unwrap()
+        .send_keys("alice")
+        .await
+        .unwrap();
     send_text(&alice.client, "before anything marker-1").await;
     wait_for_message(&bob.client, "Bob", "before anything marker-1").await;
+    let stored_nick = alice
+        .client
+        .execute("return localStorage.getItem('dropthat.nick');", vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        stored_nick,
+        Value::from("alice"),
+        "the nick was not remembered"
+    );
 
     // Bob loses his connection; a message sent meanwhile arrives once when he is back,
     // resumed from his last event id without a gap.
