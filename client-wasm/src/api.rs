@@ -94,6 +94,13 @@ pub fn decrypt_text(password: &str, envelope: &str) -> Result<String, EnvelopeEr
     KEYS.with_borrow_mut(|keys| envelope::decrypt_text(password, envelope, keys))
 }
 
+/// Returns whether the page's cache holds the key for these inputs, so that decrypting an
+/// envelope with them costs no PBKDF2 derivation. The chat page asks before it spends its
+/// derivation budget on a received envelope.
+pub(crate) fn has_cached_key(password: &str, salt: &[u8], iterations: u32) -> bool {
+    KEYS.with_borrow_mut(|keys| keys.get(password, salt, iterations).is_some())
+}
+
 /// Encrypts text like [`encrypt`], deriving the page's key through WebCrypto when it is not
 /// cached yet. Returns a `Promise` of the envelope.
 #[wasm_bindgen(js_name = encryptAsync)]

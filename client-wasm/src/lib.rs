@@ -6,7 +6,10 @@
 //!   `channelId`, `encrypt`, `decrypt`, `encryptBytes`, `decryptBytes`, `prehash`).
 //! - `app` (wasm32 only): the chat page itself, which starts when the module loads in a page
 //!   that has the chat's markup.
-//! - [`message`]: the chat message inside an envelope.
+//! - [`message`]: the typed chat messages inside the envelopes, and their checks.
+//! - [`link`]: room links with and without a passphrase, and the envelope password of each.
+//! - [`pacing`]: the budget of key derivations, retry delays, and recently seen message ids.
+//! - [`qr`]: the QR code of a room link as SVG path data.
 //! - `webcrypto` (wasm32 only): PBKDF2 and blob AES-CCM through the browser's WebCrypto, for
 //!   the asynchronous functions of `api`.
 
@@ -15,7 +18,10 @@ pub mod api;
 #[cfg(target_arch = "wasm32")]
 mod app;
 pub mod crypto;
+pub mod link;
 pub mod message;
+pub mod pacing;
+pub mod qr;
 #[cfg(target_arch = "wasm32")]
 pub mod webcrypto;
 

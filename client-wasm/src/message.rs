@@ -1,33 +1,161 @@
-//! The chat message inside an encrypted envelope, and how a received plaintext is classified.
+//! Chat messages inside the encryption: the JSON this page writes, and how a decrypted plaintext
+//! becomes a checked, typed [`Message`].
 //!
 //! Everything here comes from another room member after decryption, so it is checked like any
-//! other untrusted input: an unknown type or a malformed field becomes [`Received::Invalid`],
-//! and plaintext that is not JSON at all (for example from a plain SJCL client) is shown as text.
+//! other untrusted input. Every field has a bounded size. An unknown type or a malformed field
+//! becomes [`Received::Invalid`] with a reason. Plaintext that is not JSON of ours (for example
+//! from a plain SJCL client) is [`Received::Plain`] and shows as text. docs/PROTOCOL.md, "Chat
+//! messages", has the format.
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 
-/// Longest nick shown, in characters; longer ones are cut.
+use crate::crypto::blob::MAX_PLAINTEXT_LEN;
+
+/// Maximum nick length shown, in characters; longer nicks are cut.
 pub const MAX_NICK_CHARS: usize = 40;
 
-/// A message as this page sends it, serialized to JSON before encryption.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
-pub enum ChatMessage {
-    Text {
-        nick: String,
-        /// Send time in milliseconds since the Unix epoch, by the sender's clock.
-        sent: u64,
-        text: String,
-    },
+/// Maximum text of one message, in UTF-8 bytes. The envelope of a message this long fits the
+/// relay's default publish limit of 32,768 bytes with room to spare, because base64 makes
+/// 16 KiB of plaintext about 22 KiB.
+pub const MAX_TEXT_BYTES: usize = 16 * 1024;
+
+/// Maximum decrypted plaintext that is parsed as a message. Larger plaintexts from SJCL peers
+/// (up to the envelope limit of 2 MiB) show as plain text, cut for display.
+pub const MAX_MESSAGE_BYTES: usize = 32 * 1024;
+
+/// Maximum file name in an announcement, in UTF-8 bytes: the common file-system limit.
+pub const MAX_NAME_BYTES: usize = 255;
+
+/// Maximum MIME type in an announcement, in bytes (RFC 6838 allows 127 per part).
+pub const MAX_MIME_BYTES: usize = 255;
+
+/// Maximum width or height that an image announcement may declare, in pixels. This page sends
+/// at most 1600; the limit only keeps a peer's numbers sane for layout.
+pub const MAX_IMAGE_SIDE: u32 = 16_384;
+
+/// Largest send time accepted, in milliseconds: the largest time a JavaScript `Date` can
+/// represent (ECMAScript's time values end 8.64e15 ms after the epoch).
+pub const MAX_SENT_MILLIS: u64 = 8_640_000_000_000_000;
+
+/// Nick used when the sender left the field empty.
+pub const DEFAULT_NICK: &str = "anonymous";
+
+/// A message's random id: 16 bytes, written as 22 characters of base64url. A receiver shows
+/// each id once, so a message that is retried after a lost response appears once.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MessageId(String);
+
+impl MessageId {
+    /// Draws a new id from the secure random source.
+    pub fn random() -> Result<Self, getrandom::Error> {
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes)?;
+        Ok(Self(URL_SAFE_NO_PAD.encode(bytes)))
+    }
+
+    /// Parses an id: exactly 22 characters of the base64url alphabet.
+    pub fn parse(text: &str) -> Result<Self, MessageError> {
+        let valid = text.len() == 22
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !valid {
+            return Err(MessageError::invalid(
+                "id",
+                "expected 22 base64url characters",
+            ));
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
-/// What a decrypted plaintext turned out to be.
+/// A checked message from a room member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub id: MessageId,
+    /// The sender's nick, without control characters, at most [`MAX_NICK_CHARS`].
+    pub nick: String,
+    /// Send time in milliseconds since the Unix epoch, by the sender's clock.
+    pub sent: u64,
+    pub body: Body,
+}
+
+/// The content of a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    Text(String),
+    /// A JPEG (or another raster image) to show inline.
+    Image {
+        attachment: Attachment,
+        width: u32,
+        height: u32,
+    },
+    /// Any file, offered for download.
+    File(Attachment),
+}
+
+/// An encrypted blob on the relay, as an announcement describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    /// The relay's blob id: 32 lowercase hex digits.
+    pub blob: String,
+    /// SHA-256 of the blob as uploaded, that is of the encrypted bytes.
+    pub sha256: [u8; 32],
+    /// The sender's MIME type, checked for syntax and lowercased. Only a display hint: the
+    /// page never gives a peer's type to the browser unless it is on [`inline_image_type`]'s
+    /// list.
+    pub mime: String,
+    /// The sender's file name, with control and bidirectional-override characters removed.
+    pub name: String,
+    /// Size of the decrypted content in bytes, at most the blob limit.
+    pub size: u64,
+}
+
+impl Attachment {
+    /// Returns the exact size the encrypted blob must have: content, header and tag.
+    pub fn blob_len(&self) -> u64 {
+        self.size + BLOB_OVERHEAD as u64
+    }
+}
+
+/// Bytes a blob adds to its content: the 25-byte header and the 16-byte tag.
+pub const BLOB_OVERHEAD: usize = crate::crypto::blob::HEADER_LEN + crate::crypto::blob::TAG_LEN;
+
+/// The reason a plaintext that looked like one of our messages was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MessageError {
+    #[error("the message of {bytes} bytes exceeds the limit of {MAX_MESSAGE_BYTES} bytes")]
+    TooLarge { bytes: usize },
+
+    #[error("{reason}")]
+    Json { reason: String },
+
+    #[error("invalid {field:?} field: {reason}")]
+    InvalidField { field: &'static str, reason: String },
+}
+
+impl MessageError {
+    fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        Self::InvalidField {
+            field,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The kind of a decrypted plaintext.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Received {
-    Message(ChatMessage),
+    Message(Message),
     /// Text that is not one of our messages, shown as it is.
     Plain(String),
-    /// JSON that claims to be a message but does not match any known type.
+    /// JSON that claims to be a message but does not pass the checks.
     Invalid {
         reason: String,
     },
@@ -41,8 +169,8 @@ impl Received {
         if !looks_like_ours {
             return Self::Plain(plaintext);
         }
-        match serde_json::from_str::<ChatMessage>(&plaintext) {
-            Ok(message) => Self::Message(message.normalized()),
+        match Message::parse(&plaintext) {
+            Ok(message) => Self::Message(message),
             Err(e) => Self::Invalid {
                 reason: e.to_string(),
             },
@@ -50,32 +178,407 @@ impl Received {
     }
 }
 
-impl ChatMessage {
-    /// Cuts fields to the lengths the page shows.
-    fn normalized(self) -> Self {
-        match self {
-            Self::Text { nick, sent, text } => Self::Text {
-                nick: nick.chars().take(MAX_NICK_CHARS).collect(),
+/// The JSON form of a message, as written and read. Unknown fields are ignored, so a later
+/// version can add some; an unknown `type` is an error.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum Wire {
+    Text {
+        id: String,
+        nick: String,
+        sent: u64,
+        text: String,
+    },
+    Image {
+        id: String,
+        nick: String,
+        sent: u64,
+        #[serde(flatten)]
+        attachment: WireAttachment,
+        width: u32,
+        height: u32,
+    },
+    File {
+        id: String,
+        nick: String,
+        sent: u64,
+        #[serde(flatten)]
+        attachment: WireAttachment,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireAttachment {
+    blob: String,
+    sha256: String,
+    mime: String,
+    name: String,
+    size: u64,
+}
+
+impl Message {
+    /// Parses and checks a plaintext as one of our messages.
+    pub fn parse(plaintext: &str) -> Result<Self, MessageError> {
+        if plaintext.len() > MAX_MESSAGE_BYTES {
+            return Err(MessageError::TooLarge {
+                bytes: plaintext.len(),
+            });
+        }
+        let wire: Wire = serde_json::from_str(plaintext).map_err(|e| MessageError::Json {
+            reason: e.to_string(),
+        })?;
+
+        let (id, nick, sent, body) = match wire {
+            Wire::Text {
+                id,
+                nick,
                 sent,
                 text,
+            } => (id, nick, sent, Body::Text(check_text(text)?)),
+            Wire::Image {
+                id,
+                nick,
+                sent,
+                attachment,
+                width,
+                height,
+            } => {
+                let body = Body::Image {
+                    attachment: attachment.check()?,
+                    width: check_side("width", width)?,
+                    height: check_side("height", height)?,
+                };
+                (id, nick, sent, body)
+            }
+            Wire::File {
+                id,
+                nick,
+                sent,
+                attachment,
+            } => (id, nick, sent, Body::File(attachment.check()?)),
+        };
+
+        if sent > MAX_SENT_MILLIS {
+            return Err(MessageError::invalid("sent", "not a time in milliseconds"));
+        }
+        Ok(Self {
+            id: MessageId::parse(&id)?,
+            nick: clean_nick(&nick),
+            sent,
+            body,
+        })
+    }
+
+    /// Returns the JSON plaintext of this message, for encryption.
+    pub fn to_json(&self) -> String {
+        let id = self.id.0.clone();
+        let nick = self.nick.clone();
+        let sent = self.sent;
+        let wire = match &self.body {
+            Body::Text(text) => Wire::Text {
+                id,
+                nick,
+                sent,
+                text: text.clone(),
             },
+            Body::Image {
+                attachment,
+                width,
+                height,
+            } => Wire::Image {
+                id,
+                nick,
+                sent,
+                attachment: WireAttachment::from(attachment),
+                width: *width,
+                height: *height,
+            },
+            Body::File(attachment) => Wire::File {
+                id,
+                nick,
+                sent,
+                attachment: WireAttachment::from(attachment),
+            },
+        };
+        // Serializing these plain structs cannot fail: every field is a string or an integer.
+        serde_json::to_string(&wire).unwrap_or_default()
+    }
+}
+
+impl WireAttachment {
+    fn check(self) -> Result<Attachment, MessageError> {
+        let blob_valid = self.blob.len() == 32
+            && self
+                .blob
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if !blob_valid {
+            return Err(MessageError::invalid(
+                "blob",
+                "expected 32 lowercase hex digits",
+            ));
+        }
+        let sha256 = parse_sha256(&self.sha256)
+            .ok_or_else(|| MessageError::invalid("sha256", "expected 64 lowercase hex digits"))?;
+        if self.size > MAX_PLAINTEXT_LEN as u64 {
+            return Err(MessageError::invalid(
+                "size",
+                format!(
+                    "{} bytes exceeds the limit of {MAX_PLAINTEXT_LEN}",
+                    self.size
+                ),
+            ));
+        }
+        if self.name.len() > MAX_NAME_BYTES {
+            return Err(MessageError::invalid(
+                "name",
+                format!("longer than {MAX_NAME_BYTES} bytes"),
+            ));
+        }
+        if self.mime.len() > MAX_MIME_BYTES {
+            return Err(MessageError::invalid(
+                "mime",
+                format!("longer than {MAX_MIME_BYTES} bytes"),
+            ));
+        }
+        Ok(Attachment {
+            blob: self.blob,
+            sha256,
+            mime: clean_mime(&self.mime),
+            name: clean_display_text(&self.name),
+            size: self.size,
+        })
+    }
+}
+
+impl From<&Attachment> for WireAttachment {
+    fn from(attachment: &Attachment) -> Self {
+        Self {
+            blob: attachment.blob.clone(),
+            sha256: hex(&attachment.sha256),
+            mime: attachment.mime.clone(),
+            name: attachment.name.clone(),
+            size: attachment.size,
         }
     }
+}
+
+fn check_text(text: String) -> Result<String, MessageError> {
+    if text.len() > MAX_TEXT_BYTES {
+        return Err(MessageError::invalid(
+            "text",
+            format!("{} bytes exceeds the limit of {MAX_TEXT_BYTES}", text.len()),
+        ));
+    }
+    Ok(text)
+}
+
+fn check_side(field: &'static str, pixels: u32) -> Result<u32, MessageError> {
+    if pixels == 0 || pixels > MAX_IMAGE_SIDE {
+        return Err(MessageError::invalid(
+            field,
+            format!("{pixels} is outside 1 to {MAX_IMAGE_SIDE} pixels"),
+        ));
+    }
+    Ok(pixels)
+}
+
+/// Returns a nick fit to show: control characters removed, trimmed, cut to
+/// [`MAX_NICK_CHARS`], and [`DEFAULT_NICK`] when nothing is left.
+pub fn clean_nick(nick: &str) -> String {
+    let cleaned: String = clean_display_text(nick)
+        .trim()
+        .chars()
+        .take(MAX_NICK_CHARS)
+        .collect();
+    if cleaned.is_empty() {
+        DEFAULT_NICK.to_owned()
+    } else {
+        cleaned
+    }
+}
+
+/// Removes control characters and the Unicode characters that reorder text (bidirectional
+/// overrides and isolates), which can make `photo_gpj.exe` read as `photo_exe.jpg`.
+pub fn clean_display_text(text: &str) -> String {
+    text.chars()
+        .filter(|c| !c.is_control() && !is_bidi_control(*c))
+        .collect()
+}
+
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Checks a MIME type's syntax (`type/subtype` of RFC 6838 name characters, parameters
+/// dropped) and lowercases it; anything else becomes `application/octet-stream`.
+pub fn clean_mime(mime: &str) -> String {
+    const FALLBACK: &str = "application/octet-stream";
+    let essence = mime.split(';').next().unwrap_or_default().trim();
+    let Some((kind, subtype)) = essence.split_once('/') else {
+        return FALLBACK.to_owned();
+    };
+    let is_name = |part: &str| {
+        !part.is_empty()
+            && part.len() <= 127
+            && part.bytes().all(|b| {
+                b.is_ascii_alphanumeric()
+                    || matches!(
+                        b,
+                        b'!' | b'#' | b'$' | b'&' | b'-' | b'^' | b'_' | b'.' | b'+'
+                    )
+            })
+    };
+    if !is_name(kind) || !is_name(subtype) {
+        return FALLBACK.to_owned();
+    }
+    essence.to_ascii_lowercase()
+}
+
+/// Returns the type under which the page may show an image inline, or `None` when the type is
+/// not a raster format the page trusts the browser to show. SVG is never on the list: opened
+/// from a `blob:` URL it runs scripts with the page's origin.
+pub fn inline_image_type(mime: &str) -> Option<&'static str> {
+    match mime {
+        "image/jpeg" => Some("image/jpeg"),
+        "image/png" => Some("image/png"),
+        "image/gif" => Some("image/gif"),
+        "image/webp" => Some("image/webp"),
+        "image/avif" => Some("image/avif"),
+        _ => None,
+    }
+}
+
+/// Maximum length of a download name, in characters, extension included.
+pub const MAX_DOWNLOAD_NAME_CHARS: usize = 100;
+
+/// Returns a name to save a peer's file under. It is the last path component without control,
+/// reordering or reserved characters (Windows' and `/`), and without leading dots (hidden
+/// files) or trailing dots and spaces. It has at most [`MAX_DOWNLOAD_NAME_CHARS`] characters
+/// with the extension kept, and is `file` when nothing is left.
+pub fn safe_file_name(name: &str) -> String {
+    let last = name.rsplit(['/', '\\']).next().unwrap_or_default();
+    let replaced: String = clean_display_text(last)
+        .chars()
+        .map(|c| match c {
+            '<' | '>' | ':' | '"' | '|' | '?' | '*' => '_',
+            c => c,
+        })
+        .collect();
+    let trimmed = replaced
+        .trim_start_matches(['.', ' '])
+        .trim_end_matches(['.', ' ']);
+    if trimmed.is_empty() {
+        return "file".to_owned();
+    }
+
+    let total = trimmed.chars().count();
+    if total <= MAX_DOWNLOAD_NAME_CHARS {
+        return trimmed.to_owned();
+    }
+    // Keep a short extension and cut the stem, so the saved file still opens with the right
+    // program.
+    let (stem, extension) = match trimmed.rsplit_once('.') {
+        Some((stem, extension)) if extension.chars().count() <= 10 && !stem.is_empty() => {
+            (stem, Some(extension))
+        }
+        _ => (trimmed, None),
+    };
+    let room = MAX_DOWNLOAD_NAME_CHARS - extension.map_or(0, |e| e.chars().count() + 1);
+    let mut cut: String = stem.chars().take(room).collect();
+    if let Some(extension) = extension {
+        cut.push('.');
+        cut.push_str(extension);
+    }
+    cut
+}
+
+/// Formats a byte count for people: `812 bytes`, `4.2 KiB`, `7.9 MiB`.
+pub fn human_size(bytes: u64) -> String {
+    const KIB: f64 = 1024.0;
+    let value = bytes as f64;
+    if bytes < 1024 {
+        format!("{bytes} bytes")
+    } else if value < KIB * KIB {
+        format!("{:.1} KiB", value / KIB)
+    } else {
+        format!("{:.1} MiB", value / (KIB * KIB))
+    }
+}
+
+/// Writes bytes as lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn parse_sha256(text: &str) -> Option<[u8; 32]> {
+    let valid = text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if !valid {
+        return None;
+    }
+    let mut digest = [0u8; 32];
+    for (i, byte) in digest.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(digest)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    fn id() -> MessageId {
+        MessageId::parse("AAAAAAAAAAAAAAAAAAAAAA").unwrap()
+    }
+
+    fn attachment() -> Attachment {
+        Attachment {
+            blob: "0123456789abcdef0123456789abcdef".into(),
+            sha256: [7; 32],
+            mime: "image/jpeg".into(),
+            name: "photo.jpg".into(),
+            size: 1234,
+        }
+    }
 
     #[test]
     fn text_message_round_trips() {
-        let message = ChatMessage::Text {
+        let message = Message {
+            id: id(),
             nick: "ada".into(),
             sent: 1,
-            text: "<b>hi</b>".into(),
+            body: Body::Text("<b>hi</b>".into()),
         };
-        let json = serde_json::to_string(&message).unwrap();
+        let json = message.to_json();
+        assert!(json.contains(r#""type":"text""#), "{json}");
         assert_eq!(Received::classify(json), Received::Message(message));
+    }
+
+    #[test]
+    fn image_and_file_round_trip() {
+        let image = Message {
+            id: id(),
+            nick: "ada".into(),
+            sent: 1_700_000_000_000,
+            body: Body::Image {
+                attachment: attachment(),
+                width: 1600,
+                height: 900,
+            },
+        };
+        let file = Message {
+            body: Body::File(Attachment {
+                mime: "application/pdf".into(),
+                ..attachment()
+            }),
+            ..image.clone()
+        };
+        for message in [image, file] {
+            let json = message.to_json();
+            assert_eq!(Message::parse(&json), Ok(message), "{json}");
+        }
     }
 
     #[test]
@@ -84,11 +587,154 @@ mod tests {
             Received::classify("hello".into()),
             Received::Plain("hello".into())
         );
+        assert_eq!(
+            Received::classify(r#"{"not":"ours"}"#.into()),
+            Received::Plain(r#"{"not":"ours"}"#.into())
+        );
     }
 
     #[test]
     fn unknown_type_is_invalid() {
-        let received = Received::classify(r#"{"type":"video","nick":"x"}"#.into());
-        assert!(matches!(received, Received::Invalid { .. }));
+        let received = Received::classify(
+            r#"{"type":"video","id":"AAAAAAAAAAAAAAAAAAAAAA","nick":"x","sent":1}"#.into(),
+        );
+        let Received::Invalid { reason } = received else {
+            panic!("expected Invalid, got {received:?}");
+        };
+        assert!(reason.contains("video"), "{reason}");
+    }
+
+    #[test]
+    fn malformed_fields_are_invalid() {
+        let valid = Message {
+            id: id(),
+            nick: "n".into(),
+            sent: 5,
+            body: Body::Image {
+                attachment: attachment(),
+                width: 10,
+                height: 10,
+            },
+        }
+        .to_json();
+        let cases = [
+            ("\"AAAAAAAAAAAAAAAAAAAAAA\"", "\"short\"", "id"),
+            ("\"sent\":5", "\"sent\":8640000000000001", "sent"),
+            ("\"sent\":5", "\"sent\":\"5\"", "invalid type"),
+            (
+                "0123456789abcdef0123456789abcdef",
+                "0123456789ABCDEF0123456789ABCDEF",
+                "blob",
+            ),
+            (&hex(&[7; 32]), "zz", "sha256"),
+            ("\"size\":1234", "\"size\":8388609", "size"),
+            ("\"width\":10", "\"width\":0", "width"),
+            ("\"height\":10", "\"height\":16385", "height"),
+            (",\"height\":10", "", "height"),
+        ];
+        for (from, to, expected) in cases {
+            let json = valid.replacen(from, to, 1);
+            assert_ne!(json, valid, "the case {from:?} changed nothing");
+            let Received::Invalid { reason } = Received::classify(json.clone()) else {
+                panic!("{json} was accepted");
+            };
+            assert!(reason.contains(expected), "{reason} for {json}");
+        }
+    }
+
+    #[test]
+    fn oversized_fields_are_invalid() {
+        let long_name = "n".repeat(MAX_NAME_BYTES + 1);
+        let json = Message {
+            id: id(),
+            nick: "n".into(),
+            sent: 5,
+            body: Body::File(Attachment {
+                name: long_name,
+                ..attachment()
+            }),
+        }
+        .to_json();
+        assert!(matches!(
+            Message::parse(&json),
+            Err(MessageError::InvalidField { field: "name", .. })
+        ));
+
+        let text = "x".repeat(MAX_TEXT_BYTES + 1);
+        let json = format!(
+            r#"{{"type":"text","id":"AAAAAAAAAAAAAAAAAAAAAA","nick":"n","sent":1,"text":"{text}"}}"#
+        );
+        assert!(matches!(
+            Message::parse(&json),
+            Err(MessageError::InvalidField { field: "text", .. })
+        ));
+
+        let huge = format!(
+            r#"{{"type":"text","pad":"{}"}}"#,
+            "x".repeat(MAX_MESSAGE_BYTES)
+        );
+        assert!(matches!(
+            Message::parse(&huge),
+            Err(MessageError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn nick_is_cleaned_and_cut() {
+        assert_eq!(clean_nick("  \u{202E}ada\u{0007} "), "ada");
+        assert_eq!(clean_nick(""), DEFAULT_NICK);
+        assert_eq!(clean_nick(&"é".repeat(50)).chars().count(), MAX_NICK_CHARS);
+    }
+
+    #[test]
+    fn mime_is_checked_and_lowercased() {
+        assert_eq!(clean_mime("Image/JPEG; q=1"), "image/jpeg");
+        assert_eq!(clean_mime("text/html<script>"), "application/octet-stream");
+        assert_eq!(clean_mime("nonsense"), "application/octet-stream");
+        assert_eq!(clean_mime("/x"), "application/octet-stream");
+        assert_eq!(inline_image_type("image/png"), Some("image/png"));
+        assert_eq!(inline_image_type("image/svg+xml"), None);
+        assert_eq!(inline_image_type("text/html"), None);
+    }
+
+    #[test]
+    fn safe_file_name_removes_danger() {
+        let cases = [
+            ("report.pdf", "report.pdf"),
+            ("../../etc/passwd", "passwd"),
+            ("C:\\Users\\x\\evil.bat", "evil.bat"),
+            (".bashrc", "bashrc"),
+            ("photo\u{202E}gpj.exe", "photogpj.exe"),
+            ("a<b>:c|d?.txt", "a_b__c_d_.txt"),
+            ("name. . ", "name"),
+            ("...", "file"),
+            ("", "file"),
+            (
+                "<img src=x onerror=alert(1)>",
+                "_img src=x onerror=alert(1)_",
+            ),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(safe_file_name(input), expected, "{input:?}");
+        }
+        let long = format!("{}.tar.gz", "x".repeat(300));
+        let cut = safe_file_name(&long);
+        assert_eq!(cut.chars().count(), MAX_DOWNLOAD_NAME_CHARS);
+        assert!(cut.ends_with(".gz"), "{cut}");
+    }
+
+    #[test]
+    fn sizes_read_for_people() {
+        assert_eq!(human_size(812), "812 bytes");
+        assert_eq!(human_size(4300), "4.2 KiB");
+        assert_eq!(human_size(8 << 20), "8.0 MiB");
+    }
+
+    #[test]
+    fn random_ids_parse_and_differ() {
+        let a = MessageId::random().unwrap();
+        let b = MessageId::random().unwrap();
+        assert_ne!(a, b);
+        assert_eq!(MessageId::parse(a.as_str()), Ok(a));
     }
 }

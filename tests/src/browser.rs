@@ -1,6 +1,7 @@
 //! Headless Chromium driven through chromedriver, one chromedriver process per browser.
 
 use std::net::TcpListener;
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -23,11 +24,23 @@ pub struct Browser {
     pub client: Client,
     driver: Child,
     _profile: tempfile::TempDir,
+    downloads: tempfile::TempDir,
 }
 
 impl Browser {
     /// Starts chromedriver on a free port and opens a browser window of `width` by `height`.
+    /// Widths below Chromium's smallest window (500 pixels) use mobile emulation, so that the
+    /// page's viewport has the width asked for.
     pub async fn launch(width: u32, height: u32) -> Self {
+        Self::launch_with(width, height, false).await
+    }
+
+    /// Starts a browser like [`Browser::launch`] whose pages prefer a dark color scheme.
+    pub async fn launch_dark(width: u32, height: u32) -> Self {
+        Self::launch_with(width, height, true).await
+    }
+
+    async fn launch_with(width: u32, height: u32, dark: bool) -> Self {
         let port = free_port();
         let driver = Command::new(chromedriver_path())
             .arg(format!("--port={port}"))
@@ -40,9 +53,14 @@ impl Browser {
             .expect("failed to start chromedriver; install chromium-driver");
 
         let profile = tempfile::tempdir().expect("browser profile directory");
+        let downloads = tempfile::tempdir().expect("browser download directory");
         let capabilities = serde_json::json!({
             "goog:chromeOptions": {
                 "binary": chromium_path(),
+                "prefs": {
+                    "download.default_directory": downloads.path(),
+                    "download.prompt_for_download": false,
+                },
                 "args": [
                     "--headless=new",
                     "--no-sandbox",
@@ -57,6 +75,18 @@ impl Browser {
                 ],
             }
         });
+        let mut capabilities = capabilities;
+        if dark {
+            // Blink's preferred color scheme 0 is dark: the page's prefers-color-scheme.
+            let args = capabilities["goog:chromeOptions"]["args"].as_array_mut();
+            let args = args.expect("the options above have an argument list");
+            args.push("--blink-settings=preferredColorScheme=0".into());
+        }
+        if width < 500 {
+            capabilities["goog:chromeOptions"]["mobileEmulation"] = serde_json::json!({
+                "deviceMetrics": { "width": width, "height": height, "pixelRatio": 1.0, "touch": true },
+            });
+        }
         let capabilities = match capabilities {
             serde_json::Value::Object(map) => map,
             _ => unreachable!("the literal above is an object"),
@@ -68,7 +98,24 @@ impl Browser {
             client,
             driver,
             _profile: profile,
+            downloads,
         }
+    }
+
+    /// Returns the directory where this browser saves downloads.
+    pub fn downloads_dir(&self) -> &Path {
+        self.downloads.path()
+    }
+
+    /// Waits until a download named `name` has finished and returns its bytes.
+    pub async fn downloaded(&self, name: &str) -> Vec<u8> {
+        let path = self.downloads.path().join(name);
+        crate::eventually(
+            &format!("the download {name:?}"),
+            Duration::from_secs(30),
+            || async { std::fs::read(&path).ok() },
+        )
+        .await
     }
 }
 

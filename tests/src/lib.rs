@@ -3,11 +3,15 @@
 //! - [`relay`]: builds and runs the real `dropthat` binary serving the built page.
 //! - [`capture`]: a TCP proxy in front of the relay that records every byte both ways, so a test
 //!   can prove what the server was and was not sent.
+//! - [`gate`]: a forwarder that a test closes and opens to cut one browser off from the relay.
 //! - [`browser`]: headless Chromium sessions through chromedriver.
+//! - [`page`]: reading and driving the chat page in a browser, and screenshots.
 //! - [`eventually`]: polling with a deadline, for conditions a page reaches asynchronously.
 
 pub mod browser;
 pub mod capture;
+pub mod gate;
+pub mod page;
 pub mod relay;
 
 use std::future::Future;

@@ -1,7 +1,7 @@
 //! The real `dropthat` binary, built once per test process and run on a free loopback port.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -53,7 +53,9 @@ pub struct Relay {
     /// The address the relay bound.
     pub addr: SocketAddr,
     logs: Arc<Mutex<Vec<String>>>,
-    _data: tempfile::TempDir,
+    data: tempfile::TempDir,
+    args: Vec<String>,
+    filter: String,
 }
 
 impl Relay {
@@ -65,48 +67,45 @@ impl Relay {
     /// Starts the relay with `RUST_LOG` set to `filter`.
     pub async fn start_logging(args: &[&str], filter: &str) -> Self {
         let data = tempfile::tempdir().expect("relay data directory");
-        let mut child = Command::new(binary())
-            .args(["--listen", "127.0.0.1:0", "--www"])
-            .arg(www_dir())
-            .arg("--data-dir")
-            .arg(data.path())
-            .args(args)
-            .env("RUST_LOG", filter)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("failed to start the relay binary");
-
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let mut lines = BufReader::new(stderr).lines();
+        let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
         let logs = Arc::new(Mutex::new(Vec::new()));
-        let addr = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Some(line) = lines.next_line().await.expect("reading relay logs") {
-                let addr = listening_address(&line);
-                logs.lock().expect("log lock").push(line);
-                if let Some(addr) = addr {
-                    return addr;
-                }
-            }
-            panic!("the relay exited before it was listening");
-        })
-        .await
-        .expect("the relay did not report its address within 30 s");
-
-        // Keep draining the log so the relay never blocks on a full pipe.
-        let sink = logs.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                sink.lock().expect("log lock").push(line);
-            }
-        });
+        let (child, addr) = spawn("127.0.0.1:0", data.path(), &args, filter, &logs).await;
         Self {
             child,
             addr,
             logs,
-            _data: data,
+            data,
+            args,
+            filter: filter.to_owned(),
         }
+    }
+
+    /// Stops the relay with SIGTERM, as an operator would, and checks that it exits with 0.
+    pub async fn stop(&mut self) {
+        self.signal(libc::SIGTERM);
+        let status = self.wait_exit(Duration::from_secs(30)).await;
+        assert_eq!(status.code(), Some(0), "the relay's exit status on SIGTERM");
+    }
+
+    /// Starts a stopped relay again on the same address, with the same data directory and
+    /// arguments.
+    pub async fn start_again(&mut self) {
+        let listen = self.addr.to_string();
+        let (child, addr) = spawn(
+            &listen,
+            self.data.path(),
+            &self.args,
+            &self.filter,
+            &self.logs,
+        )
+        .await;
+        assert_eq!(addr, self.addr, "the restarted relay bound another address");
+        self.child = child;
+    }
+
+    /// Returns the relay's data directory; blobs are in its `blobs/` folder.
+    pub fn data_dir(&self) -> &Path {
+        self.data.path()
     }
 
     /// Returns `http://<addr><path>`.
@@ -152,6 +151,53 @@ impl Relay {
             .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
             .expect("a VmRSS line in /proc status")
     }
+}
+
+/// Starts the relay binary on `listen` and waits for its "listening" log line, returning the
+/// process and the address it bound. Log lines go to `logs`.
+async fn spawn(
+    listen: &str,
+    data: &Path,
+    args: &[String],
+    filter: &str,
+    logs: &Arc<Mutex<Vec<String>>>,
+) -> (Child, SocketAddr) {
+    let mut child = Command::new(binary())
+        .args(["--listen", listen, "--www"])
+        .arg(www_dir())
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env("RUST_LOG", filter)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("failed to start the relay binary");
+
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.expect("reading relay logs") {
+            let addr = listening_address(&line);
+            logs.lock().expect("log lock").push(line);
+            if let Some(addr) = addr {
+                return addr;
+            }
+        }
+        panic!("the relay exited before it was listening");
+    })
+    .await
+    .expect("the relay did not report its address within 30 s");
+
+    // Keep draining the log so the relay never blocks on a full pipe.
+    let sink = logs.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            sink.lock().expect("log lock").push(line);
+        }
+    });
+    (child, addr)
 }
 
 /// Parses the address from the relay's "listening" log line.

@@ -1,13 +1,20 @@
 //! The page's elements, and the rows the page adds to the message list.
 //!
-//! Everything a room member sent is inserted with `textContent`, so markup in a message shows
-//! as text and never becomes part of the page.
+//! Everything a room member sent is inserted with `textContent` or as an attribute value, so
+//! markup in a message shows as text and never becomes part of the page.
 
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{
-    Document, Element, HtmlElement, HtmlFormElement, HtmlInputElement, HtmlTextAreaElement, Window,
+    Document, Element, HtmlButtonElement, HtmlDialogElement, HtmlElement, HtmlFormElement,
+    HtmlInputElement, HtmlProgressElement, HtmlTextAreaElement, Window,
 };
+
+/// Most rows the message list keeps; older rows are removed with their `blob:` URLs.
+pub const MAX_ROWS: u32 = 500;
+
+/// Maximum text shown from a plaintext that is not one of our messages, in characters.
+pub const MAX_PLAIN_CHARS: usize = 16 * 1024;
 
 /// The state shown by the connection indicator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,6 +23,8 @@ pub enum Status {
     Connected,
     Reconnecting,
     Offline,
+    /// Waiting for the passphrase before joining.
+    Locked,
 }
 
 impl Status {
@@ -25,19 +34,42 @@ impl Status {
             Self::Connected => "connected",
             Self::Reconnecting => "reconnecting",
             Self::Offline => "offline",
+            Self::Locked => "locked",
         }
     }
 }
 
 /// The elements of the chat markup in `index.html`, found once at start-up.
 pub struct Elements {
-    document: Document,
+    pub document: Document,
     status: HtmlElement,
     count: HtmlElement,
-    messages: HtmlElement,
+    pub invite_button: HtmlButtonElement,
+    pub invite: HtmlElement,
+    pub room_link: HtmlInputElement,
+    pub copy_link: HtmlButtonElement,
+    pub copy_result: HtmlElement,
+    pub qr: HtmlElement,
+    pub passphrase_note: HtmlElement,
+    pub new_room: HtmlButtonElement,
+    pub new_passphrase_room: HtmlButtonElement,
+    pub insecure_warning: HtmlElement,
+    pub unlock: HtmlFormElement,
+    pub unlock_passphrase: HtmlInputElement,
+    pub unlock_error: HtmlElement,
+    pub messages: HtmlElement,
+    announcer: HtmlElement,
+    pub drop_overlay: HtmlElement,
     pub form: HtmlFormElement,
     pub nick: HtmlInputElement,
+    pub attach: HtmlInputElement,
     pub text: HtmlTextAreaElement,
+    pub passphrase_dialog: HtmlDialogElement,
+    pub passphrase_form: HtmlFormElement,
+    pub new_passphrase: HtmlInputElement,
+    pub new_passphrase_repeat: HtmlInputElement,
+    pub passphrase_error: HtmlElement,
+    pub passphrase_cancel: HtmlButtonElement,
 }
 
 impl Elements {
@@ -49,13 +81,36 @@ impl Elements {
         if document.get_element_by_id("chat").is_none() {
             return Ok(None);
         }
+        let d = &document;
         Ok(Some(Self {
-            status: by_id(&document, "status")?,
-            count: by_id(&document, "count")?,
-            messages: by_id(&document, "messages")?,
-            form: by_id(&document, "composer")?,
-            nick: by_id(&document, "nick")?,
-            text: by_id(&document, "text")?,
+            status: by_id(d, "status")?,
+            count: by_id(d, "count")?,
+            invite_button: by_id(d, "invite-button")?,
+            invite: by_id(d, "invite")?,
+            room_link: by_id(d, "room-link")?,
+            copy_link: by_id(d, "copy-link")?,
+            copy_result: by_id(d, "copy-result")?,
+            qr: by_id(d, "qr")?,
+            passphrase_note: by_id(d, "passphrase-note")?,
+            new_room: by_id(d, "new-room")?,
+            new_passphrase_room: by_id(d, "new-passphrase-room")?,
+            insecure_warning: by_id(d, "insecure-warning")?,
+            unlock: by_id(d, "unlock")?,
+            unlock_passphrase: by_id(d, "unlock-passphrase")?,
+            unlock_error: by_id(d, "unlock-error")?,
+            messages: by_id(d, "messages")?,
+            announcer: by_id(d, "announcer")?,
+            drop_overlay: by_id(d, "drop-overlay")?,
+            form: by_id(d, "composer")?,
+            nick: by_id(d, "nick")?,
+            attach: by_id(d, "attach")?,
+            text: by_id(d, "text")?,
+            passphrase_dialog: by_id(d, "passphrase-dialog")?,
+            passphrase_form: by_id(d, "passphrase-form")?,
+            new_passphrase: by_id(d, "new-passphrase")?,
+            new_passphrase_repeat: by_id(d, "new-passphrase-repeat")?,
+            passphrase_error: by_id(d, "passphrase-error")?,
+            passphrase_cancel: by_id(d, "passphrase-cancel")?,
             document,
         }))
     }
@@ -66,73 +121,206 @@ impl Elements {
             .set_class_name(&format!("status {}", status.label()));
     }
 
-    pub fn set_count(&self, count: u32) {
-        let text = if count == 1 {
-            "1 here".to_owned()
-        } else {
-            format!("{count} here")
+    /// Shows the subscriber count, or nothing while it is not known.
+    pub fn set_count(&self, count: Option<u32>) {
+        let text = match count {
+            Some(1) => "1 here".to_owned(),
+            Some(count) => format!("{count} here"),
+            None => String::new(),
         };
         self.count.set_text_content(Some(&text));
     }
 
-    /// Appends a chat message: nick, local send time and text.
-    pub fn show_message(&self, nick: &str, sent_millis: u64, text: &str) {
-        let Ok(row) = self.row("message") else { return };
-        let _ = self.append_child_text(&row, "span", "nick", nick);
-        let _ = self.append_child_text(&row, "time", "sent", &clock_time(sent_millis));
-        let _ = self.append_child_text(&row, "p", "text", text);
-        self.push(&row);
+    /// Writes `text` to the polite live region. Clearing it first makes screen readers read
+    /// a repeated text again.
+    pub fn announce(&self, text: &str) {
+        self.announcer.set_text_content(None);
+        self.announcer.set_text_content(Some(text));
     }
 
-    /// Appends text that arrived without our message structure.
-    pub fn show_plain(&self, text: &str) {
-        let Ok(row) = self.row("message plain") else {
-            return;
-        };
-        let _ = self.append_child_text(&row, "p", "text", text);
+    /// Appends a short notice from the page itself and returns its row.
+    pub fn show_notice(&self, text: &str) -> Option<Element> {
+        let row = self.notice_row(text)?;
         self.push(&row);
+        Some(row)
     }
 
-    /// Appends a short notice from the page itself.
-    pub fn show_notice(&self, text: &str) {
-        let Ok(row) = self.row("notice") else { return };
+    /// Creates a notice row without adding it to the list.
+    pub fn notice_row(&self, text: &str) -> Option<Element> {
+        let row = self.create("li", "notice").ok()?;
         row.set_text_content(Some(text));
-        self.push(&row);
+        Some(row)
     }
 
     /// Shows an error that stops the page, such as an invalid room link, and disables sending.
     pub fn show_fatal(&self, text: &str) {
         self.show_notice(text);
         self.set_status(Status::Offline);
-        let _ = self.form.set_attribute("hidden", "");
+        self.set_composer_enabled(false);
     }
 
-    fn row(&self, class: &str) -> Result<Element, JsValue> {
-        let row = self.document.create_element("li")?;
-        row.set_class_name(class);
-        Ok(row)
+    /// Shows or hides the message form; it is hidden while the room is locked.
+    pub fn set_composer_enabled(&self, enabled: bool) {
+        self.form.set_hidden(!enabled);
     }
 
-    fn append_child_text(
+    /// Creates an element with a class.
+    pub fn create(&self, tag: &str, class: &str) -> Result<Element, JsValue> {
+        let element = self.document.create_element(tag)?;
+        if !class.is_empty() {
+            element.set_class_name(class);
+        }
+        Ok(element)
+    }
+
+    /// Appends a child element that shows `text` as text.
+    pub fn append_text(
         &self,
         parent: &Element,
         tag: &str,
         class: &str,
         text: &str,
-    ) -> Result<(), JsValue> {
-        let child = self.document.create_element(tag)?;
-        child.set_class_name(class);
+    ) -> Result<Element, JsValue> {
+        let child = self.create(tag, class)?;
         child.set_text_content(Some(text));
         parent.append_child(&child)?;
-        Ok(())
+        Ok(child)
     }
 
-    /// Appends a row and keeps the list scrolled to the end if it was there already.
-    fn push(&self, row: &Element) {
+    /// Starts a message row: nick, local send time, and an empty body for the content.
+    pub fn message_row(&self, nick: &str, sent_millis: u64, own: bool) -> Option<MessageRow> {
+        let class = if own { "message own" } else { "message" };
+        let row = self.create("li", class).ok()?;
+        let header = self.create("p", "meta").ok()?;
+        self.append_text(&header, "span", "nick", nick).ok()?;
+        let time = self
+            .append_text(&header, "time", "sent", &clock_time(sent_millis))
+            .ok()?;
+        let _ = time.set_attribute("datetime", &iso_time(sent_millis));
+        let state = self.append_text(&header, "span", "state", "").ok()?;
+        row.append_child(&header).ok()?;
+        let body = self.create("div", "body").ok()?;
+        row.append_child(&body).ok()?;
+        Some(MessageRow { row, body, state })
+    }
+
+    /// Creates a row for text that arrived without our message structure, cut to
+    /// [`MAX_PLAIN_CHARS`].
+    pub fn plain_row(&self, text: &str) -> Option<Element> {
+        let row = self.create("li", "message plain").ok()?;
+        let header = self.create("p", "meta").ok()?;
+        self.append_text(&header, "span", "nick", "(plain text)")
+            .ok()?;
+        row.append_child(&header).ok()?;
+        let shown: String = text.chars().take(MAX_PLAIN_CHARS).collect();
+        self.append_text(&row, "p", "text", &shown).ok()?;
+        if shown.len() < text.len() {
+            self.append_text(
+                &row,
+                "p",
+                "cut",
+                "(the rest of this long text is not shown)",
+            )
+            .ok()?;
+        }
+        Some(row)
+    }
+
+    /// Puts a finished row in place of `placeholder`, or at the end of the list without one.
+    pub fn place(&self, row: &Element, placeholder: Option<&Element>) {
+        match placeholder {
+            Some(placeholder) if placeholder.is_connected() => {
+                let _ = placeholder.replace_with_with_node_1(row);
+            }
+            _ => self.push(row),
+        }
+    }
+
+    /// Creates a progress bar labelled `label`, inside `parent`.
+    pub fn progress(&self, parent: &Element, label: &str) -> Option<HtmlProgressElement> {
+        let progress: HtmlProgressElement = self.create("progress", "").ok()?.dyn_into().ok()?;
+        let _ = progress.set_attribute("aria-label", label);
+        progress.set_max(1.0);
+        parent.append_child(&progress).ok()?;
+        Some(progress)
+    }
+
+    /// Appends a row and keeps the list scrolled to the end if it was there already. Beyond
+    /// [`MAX_ROWS`] the oldest row goes, and the `blob:` URLs it used are revoked.
+    pub fn push(&self, row: &Element) {
         let list = &self.messages;
-        let at_end = list.scroll_top() + list.client_height() >= list.scroll_height() - 40;
-        if list.append_child(row).is_ok() && at_end {
+        let at_end = list.scroll_top() + list.client_height() >= list.scroll_height() - 80;
+        if list.append_child(row).is_err() {
+            return;
+        }
+        while list.child_element_count() > MAX_ROWS {
+            let Some(oldest) = list.first_element_child() else {
+                break;
+            };
+            revoke_urls_in(&oldest);
+            oldest.remove();
+        }
+        if at_end {
             list.set_scroll_top(list.scroll_height());
+        }
+    }
+
+    /// Removes every row, revoking the `blob:` URLs they used.
+    pub fn clear_messages(&self) {
+        revoke_urls_in(&self.messages);
+        self.messages.set_text_content(None);
+    }
+}
+
+/// A message row under construction or update.
+#[derive(Clone)]
+pub struct MessageRow {
+    pub row: Element,
+    /// The container of the content.
+    pub body: Element,
+    /// A short state next to the time: "sending", "not sent", and so on.
+    pub state: Element,
+}
+
+impl MessageRow {
+    /// Sets the state text and marks the row as pending while it is not empty.
+    pub fn set_state(&self, text: &str) {
+        self.state.set_text_content(Some(text));
+        let classes = self.row.class_list();
+        let _ = classes.toggle_with_force("pending", !text.is_empty());
+        let _ = classes.remove_1("failed");
+    }
+
+    /// Marks the row as given up, with the reason as its state.
+    pub fn set_failed(&self, reason: &str) {
+        self.state
+            .set_text_content(Some(&format!("not sent: {reason}")));
+        let classes = self.row.class_list();
+        let _ = classes.remove_1("pending");
+        let _ = classes.add_1("failed");
+    }
+}
+
+/// Attribute that marks an element using a `blob:` URL, which must be revoked with it.
+pub const OBJECT_URL_ATTRIBUTE: &str = "data-object-url";
+
+/// Revokes the `blob:` URLs used by `root` and the elements inside it.
+pub fn revoke_urls_in(root: &Element) {
+    let mut elements = Vec::new();
+    if root.has_attribute(OBJECT_URL_ATTRIBUTE) {
+        elements.push(root.clone());
+    }
+    if let Ok(list) = root.query_selector_all(&format!("[{OBJECT_URL_ATTRIBUTE}]")) {
+        for i in 0..list.length() {
+            if let Some(element) = list.item(i).and_then(|n| n.dyn_into::<Element>().ok()) {
+                elements.push(element);
+            }
+        }
+    }
+    for element in elements {
+        if let Some(url) = element.get_attribute(OBJECT_URL_ATTRIBUTE) {
+            let _ = web_sys::Url::revoke_object_url(&url);
+            let _ = element.remove_attribute(OBJECT_URL_ATTRIBUTE);
         }
     }
 }
@@ -149,4 +337,9 @@ fn by_id<T: JsCast>(document: &Document, id: &str) -> Result<T, JsValue> {
 fn clock_time(millis: u64) -> String {
     let date = js_sys::Date::new(&JsValue::from_f64(millis as f64));
     format!("{:02}:{:02}", date.get_hours(), date.get_minutes())
+}
+
+fn iso_time(millis: u64) -> String {
+    let date = js_sys::Date::new(&JsValue::from_f64(millis as f64));
+    date.to_iso_string().as_string().unwrap_or_default()
 }

@@ -1,26 +1,44 @@
-//! The chat page: joins the room named by the link's fragment, shows its messages and sends new
-//! ones, encrypted before they leave the page.
+//! The chat page: joins the room named by the link's fragment, shows its messages, images and
+//! files, and sends new ones, encrypted before they leave the page.
 //!
-//! - `dom`: finding the page's elements and building message rows as text, never as HTML.
-//! - `connection`: the EventSource subscription and the connection indicator.
-//! - this module: start-up, the room link, and sending.
+//! - `dom`: the page's elements and message rows, built as text, never as HTML.
+//! - `connection`: the event stream, reconnecting with backoff and resuming where it stopped.
+//! - `receive`: decrypting events within a budget of key derivations, and showing them.
+//! - `outbox`: messages waiting to be published, retried until the relay accepts them.
+//! - `attach`: files and images from the picker, drag and drop, and paste: re-encoding,
+//!   encryption and upload.
+//! - `download`: fetching, checking and decrypting the blobs that messages announce.
+//! - `share`: the invite panel (room link, copy button, QR code) and creating rooms.
+//! - `timer`: sleeping in async code, and the clock.
+//! - this module: start-up, the room lifecycle, the composer and the passphrase prompt.
 
+mod attach;
 mod connection;
 mod dom;
+mod download;
+mod outbox;
+mod receive;
+mod share;
+mod timer;
 
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::JsFuture;
-use web_sys::{HtmlFormElement, HtmlInputElement, HtmlTextAreaElement, KeyboardEvent, Window};
+use web_sys::{Event, KeyboardEvent, Window};
+use zeroize::Zeroizing;
 
-use crate::crypto::room::{Fragment, RoomKey};
-use crate::message::ChatMessage;
-use dom::Elements;
+use crate::link::{LinkError, RoomLink, RoomSecret};
+use crate::message::{Body, MAX_TEXT_BYTES, Message, MessageId, clean_nick, human_size};
+use dom::{Elements, Status};
 
-/// Key under which the nick is remembered in localStorage.
+/// Key under which the nick is remembered in localStorage. Nothing else is stored: not the
+/// room link, its key or a passphrase.
 const NICK_STORAGE_KEY: &str = "dropthat.nick";
+
+/// Host names from which the page may load over plain HTTP without a warning.
+const LOCAL_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
 
 /// Starts the page when the module loads. Outside a page with the chat's markup (for example
 /// when the module is imported only for its cryptography) it does nothing.
@@ -33,59 +51,160 @@ pub fn start() -> Result<(), JsValue> {
         return Ok(());
     };
 
-    let fragment = match room_from_location(&window)? {
-        Ok(fragment) => fragment,
-        Err(message) => {
-            elements.show_fatal(&message);
-            return Ok(());
-        }
-    };
-
-    let page = Rc::new(Page {
-        channel: fragment.channel_id(),
-        fragment,
+    let app = Rc::new(App {
         window,
-        elements,
+        elements: Rc::new(elements),
+        room: RefCell::new(None),
     });
-    page.restore_nick();
-    page.wire_composer()?;
-    connection::connect(page.clone())?;
+    app.restore_nick();
+    app.warn_if_insecure()?;
+    app.wire_composer()?;
+    app.wire_unlock()?;
+    app.wire_navigation()?;
+    attach::wire(&app)?;
+    download::wire_buttons(&app)?;
+    share::wire(&app)?;
+    app.enter_from_location()?;
     Ok(())
 }
 
-/// The running page: its room and its elements.
-struct Page {
-    /// The room's fragment, which is also the envelope password. Never sent anywhere.
-    fragment: Fragment,
-    /// The channel id derived from the fragment, the only room name the server sees.
-    channel: String,
+/// The page: its elements and the room it shows.
+pub struct App {
     window: Window,
-    elements: Elements,
+    elements: Rc<Elements>,
+    /// The room shown now; replaced when the address names another room.
+    room: RefCell<Option<Rc<Room>>>,
 }
 
-/// Reads the room from the address bar, creating a new room when there is no fragment.
-///
-/// Returns `Ok(Err(message))` for a fragment that is not a valid room key.
-fn room_from_location(window: &Window) -> Result<Result<Fragment, String>, JsValue> {
-    let hash = window.location().hash()?;
-    if hash.len() <= 1 {
-        let key = RoomKey::generate().map_err(|e| JsValue::from_str(&e.to_string()))?;
-        let fragment = key.fragment();
-        // replaceState changes the address without a reload and without a history entry, so
-        // Back leaves the room rather than returning to the bare address.
-        window
-            .history()?
-            .replace_state_with_url(&JsValue::NULL, "", Some(fragment.expose()))?;
-        return Ok(Ok(fragment));
+/// One joined room: its link and secret, its connection, what it received and what it sends.
+/// Dropped when the page switches rooms; [`Room::close`] first stops its connection and tasks.
+pub struct Room {
+    window: Window,
+    elements: Rc<Elements>,
+    link: RoomLink,
+    /// The channel id derived from the fragment, the only room name the server receives.
+    channel: String,
+    /// The envelope password; `None` until a passphrase room is unlocked.
+    secret: RefCell<Option<RoomSecret>>,
+    /// Set when the page leaves the room, so its pending tasks stop.
+    closed: Cell<bool>,
+    connection: connection::Connection,
+    receiver: RefCell<receive::Receiver>,
+    outbox: outbox::Outbox,
+    downloads: download::Downloads,
+}
+
+impl App {
+    /// Joins the room in the address bar, creating a new room when there is no fragment.
+    fn enter_from_location(self: &Rc<Self>) -> Result<(), JsValue> {
+        let hash = Zeroizing::new(self.window.location().hash()?);
+        if hash.len() <= 1 {
+            let link = RoomLink::generate_open().map_err(|e| JsValue::from_str(&e.to_string()))?;
+            // replaceState changes the address without a reload and without a history entry,
+            // so Back leaves the room rather than returning to the bare address.
+            self.window.history()?.replace_state_with_url(
+                &JsValue::NULL,
+                "",
+                Some(&link.fragment()),
+            )?;
+            let secret = link.open_secret();
+            self.enter(link, secret);
+            return Ok(());
+        }
+
+        match RoomLink::parse(&hash) {
+            Ok(link) => {
+                let secret = link.open_secret();
+                self.enter(link, secret);
+            }
+            Err(e) => {
+                self.leave_room();
+                self.elements
+                    .show_fatal(&format!("This link does not name a room: {e}."));
+            }
+        }
+        Ok(())
     }
 
-    Ok(match RoomKey::from_fragment(&hash) {
-        Ok(key) => Ok(key.fragment()),
-        Err(e) => Err(format!("This link does not name a room: {e}.")),
-    })
-}
+    /// Leaves the current room, if any, and shows `link`. Without a secret the page prompts
+    /// for the passphrase before it connects.
+    fn enter(self: &Rc<Self>, link: RoomLink, secret: Option<RoomSecret>) {
+        self.leave_room();
+        let room = Rc::new(Room {
+            window: self.window.clone(),
+            elements: self.elements.clone(),
+            channel: link.channel_id(),
+            link,
+            secret: RefCell::new(secret),
+            closed: Cell::new(false),
+            connection: connection::Connection::default(),
+            receiver: RefCell::new(receive::Receiver::default()),
+            outbox: outbox::Outbox::default(),
+            downloads: download::Downloads::default(),
+        });
+        *self.room.borrow_mut() = Some(room.clone());
+        share::show_room(self, &room);
 
-impl Page {
+        if room.secret.borrow().is_some() {
+            self.show_unlock(false);
+            connection::connect(&room);
+        } else {
+            self.elements.set_status(Status::Locked);
+            self.elements.set_count(None);
+            self.show_unlock(true);
+        }
+    }
+
+    fn leave_room(&self) {
+        if let Some(room) = self.room.borrow_mut().take() {
+            room.close();
+        }
+        self.elements.clear_messages();
+    }
+
+    fn current_room(&self) -> Option<Rc<Room>> {
+        self.room.borrow().clone()
+    }
+
+    fn show_unlock(&self, locked: bool) {
+        let elements = &self.elements;
+        elements.unlock.set_hidden(!locked);
+        elements.set_composer_enabled(!locked);
+        elements.unlock_error.set_text_content(None);
+        if locked {
+            let _ = elements.unlock_passphrase.focus();
+        }
+    }
+
+    /// Checks the passphrase typed into the prompt and connects when it is right.
+    fn unlock(self: &Rc<Self>) {
+        let Some(room) = self.current_room() else {
+            return;
+        };
+        let input = &self.elements.unlock_passphrase;
+        let passphrase = Zeroizing::new(input.value());
+        match room.link.unlock(&passphrase) {
+            Ok(secret) => {
+                input.set_value("");
+                *room.secret.borrow_mut() = Some(secret);
+                self.show_unlock(false);
+                let _ = self.elements.text.focus();
+                connection::connect(&room);
+            }
+            Err(LinkError::WrongPassphrase) => {
+                self.elements
+                    .unlock_error
+                    .set_text_content(Some("That passphrase is wrong for this room."));
+                input.select();
+                let _ = input.focus();
+            }
+            Err(e) => self
+                .elements
+                .unlock_error
+                .set_text_content(Some(&e.to_string())),
+        }
+    }
+
     fn restore_nick(&self) {
         let stored = self
             .window
@@ -105,106 +224,175 @@ impl Page {
         }
     }
 
-    /// Sends on submit, and on Enter in the message field (Shift+Enter inserts a new line).
-    fn wire_composer(self: &Rc<Self>) -> Result<(), JsValue> {
-        let page = self.clone();
-        let on_submit = Closure::<dyn FnMut(web_sys::Event)>::new(move |event: web_sys::Event| {
-            event.prevent_default();
-            page.send_from_composer();
-        });
-        self.elements
-            .form
-            .add_event_listener_with_callback("submit", on_submit.as_ref().unchecked_ref())?;
-        // The listener lives as long as the page.
-        on_submit.forget();
-
-        let form: HtmlFormElement = self.elements.form.clone();
-        let on_key = Closure::<dyn FnMut(KeyboardEvent)>::new(move |event: KeyboardEvent| {
-            if event.key() == "Enter" && !event.shift_key() && !event.is_composing() {
-                event.prevent_default();
-                let _ = form.request_submit();
-            }
-        });
-        self.elements
-            .text
-            .add_event_listener_with_callback("keydown", on_key.as_ref().unchecked_ref())?;
-        on_key.forget();
+    /// Shows the warning when the page came over plain HTTP from a host other than this
+    /// machine: anyone on the network path could have changed the page and read the key.
+    fn warn_if_insecure(&self) -> Result<(), JsValue> {
+        let location = self.window.location();
+        let insecure = location.protocol()? == "http:"
+            && !LOCAL_HOSTS.contains(&location.hostname()?.as_str());
+        self.elements.insecure_warning.set_hidden(!insecure);
         Ok(())
     }
 
+    /// Sends on submit, and on Enter in the message field (Shift+Enter inserts a new line).
+    fn wire_composer(self: &Rc<Self>) -> Result<(), JsValue> {
+        let app = self.clone();
+        listen(&self.elements.form, "submit", move |event| {
+            event.prevent_default();
+            app.send_from_composer();
+        })?;
+
+        let form = self.elements.form.clone();
+        listen(&self.elements.text, "keydown", move |event| {
+            let Some(key) = event.dyn_ref::<KeyboardEvent>() else {
+                return;
+            };
+            if key.key() == "Enter" && !key.shift_key() && !key.is_composing() {
+                event.prevent_default();
+                let _ = form.request_submit();
+            }
+        })?;
+
+        let app = self.clone();
+        listen(&self.elements.nick, "change", move |_| {
+            let nick = clean_nick(&app.elements.nick.value());
+            app.remember_nick(&nick);
+        })
+    }
+
+    fn wire_unlock(self: &Rc<Self>) -> Result<(), JsValue> {
+        let app = self.clone();
+        listen(&self.elements.unlock, "submit", move |event| {
+            event.prevent_default();
+            app.unlock();
+        })
+    }
+
+    /// Follows the address when another room link is pasted into it, and the browser's
+    /// network state.
+    fn wire_navigation(self: &Rc<Self>) -> Result<(), JsValue> {
+        let app = self.clone();
+        listen(&self.window, "hashchange", move |_| {
+            let hash = Zeroizing::new(app.window.location().hash().unwrap_or_default());
+            let same = app
+                .current_room()
+                .is_some_and(|room| *room.link.fragment() == *hash);
+            if !same {
+                let _ = app.enter_from_location();
+            }
+        })?;
+
+        let app = self.clone();
+        listen(&self.window, "online", move |_| {
+            if let Some(room) = app.current_room() {
+                connection::network_returned(&room);
+            }
+        })?;
+        let app = self.clone();
+        listen(&self.window, "offline", move |_| {
+            if let Some(room) = app.current_room() {
+                connection::network_lost(&room);
+            }
+        })?;
+
+        let app = self.clone();
+        listen(&self.window, "pagehide", move |_| {
+            if let Some(room) = app.current_room() {
+                room.close();
+            }
+        })?;
+
+        // A page restored from the back-forward cache had its room closed by `pagehide`, so
+        // it joins again.
+        let app = self.clone();
+        listen(&self.window, "pageshow", move |event| {
+            let restored = event
+                .dyn_ref::<web_sys::PageTransitionEvent>()
+                .is_some_and(|event| event.persisted());
+            if restored {
+                let _ = app.enter_from_location();
+            }
+        })
+    }
+
     fn send_from_composer(self: &Rc<Self>) {
+        let Some(room) = self.current_room() else {
+            return;
+        };
         let text = self.elements.text.value();
         if text.trim().is_empty() {
             return;
         }
-        let nick = nick_or_default(&self.elements.nick);
-        self.remember_nick(&nick);
-
-        let message = ChatMessage::Text {
-            nick,
-            sent: js_sys::Date::now() as u64,
-            text,
-        };
-        let plaintext = match serde_json::to_string(&message) {
-            Ok(json) => json,
-            Err(e) => {
-                return self
-                    .elements
-                    .show_notice(&format!("Cannot encode the message: {e}"));
-            }
-        };
-        let envelope = match crate::api::encrypt_text(self.fragment.expose(), &plaintext) {
-            Ok(envelope) => envelope,
-            Err(e) => return self.elements.show_notice(&format!("Cannot encrypt: {e}")),
-        };
-
-        clear_text(&self.elements.text);
-        let page = self.clone();
-        wasm_bindgen_futures::spawn_local(async move {
-            if let Err(e) = page.post_envelope(envelope).await {
-                page.elements
-                    .show_notice(&format!("The message was not sent: {}", describe(&e)));
-            }
-        });
-    }
-
-    async fn post_envelope(&self, envelope: String) -> Result<(), JsValue> {
-        let init = web_sys::RequestInit::new();
-        init.set_method("POST");
-        init.set_body(&JsValue::from_str(&envelope));
-        let headers = web_sys::Headers::new()?;
-        headers.set("Content-Type", "application/json")?;
-        init.set_headers(&headers);
-
-        let url = format!("/pub/{}", self.channel);
-        let request = web_sys::Request::new_with_str_and_init(&url, &init)?;
-        let response: web_sys::Response = JsFuture::from(self.window.fetch_with_request(&request))
-            .await?
-            .dyn_into()?;
-        if response.ok() {
-            return Ok(());
+        if text.len() > MAX_TEXT_BYTES {
+            self.elements.show_notice(&format!(
+                "This message is too long to send: {} of text, and the limit is {}. \
+                 Shorten it, or send it as a file.",
+                human_size(text.len() as u64),
+                human_size(MAX_TEXT_BYTES as u64)
+            ));
+            return;
         }
-        let body = JsFuture::from(response.text()?).await?;
-        Err(JsValue::from_str(&format!(
-            "the server answered {}: {}",
-            response.status(),
-            body.as_string().unwrap_or_default().trim()
-        )))
+        let Some(message) = room.new_message(Body::Text(text)) else {
+            return;
+        };
+        self.remember_nick(&message.nick);
+        self.elements.text.set_value("");
+        let _ = self.elements.text.focus();
+        room.send(message);
     }
 }
 
-fn nick_or_default(input: &HtmlInputElement) -> String {
-    let nick = input.value().trim().to_owned();
-    if nick.is_empty() {
-        "anonymous".to_owned()
-    } else {
-        nick
+impl Room {
+    /// Starts a message from this page, with a new id and the nick in the form.
+    fn new_message(&self, body: Body) -> Option<Message> {
+        let id = match MessageId::random() {
+            Ok(id) => id,
+            Err(e) => {
+                self.elements
+                    .show_notice(&format!("Cannot send: the random source failed: {e}."));
+                return None;
+            }
+        };
+        Some(Message {
+            id,
+            nick: clean_nick(&self.elements.nick.value()),
+            sent: js_sys::Date::now() as u64,
+            body,
+        })
+    }
+
+    /// Shows a message of this page as pending and hands it to the outbox.
+    fn send(self: &Rc<Self>, message: Message) {
+        let Some(row) = receive::show_message(self, &message, true) else {
+            return;
+        };
+        self.receiver.borrow_mut().remember(&message.id);
+        outbox::enqueue(self, message, row);
+    }
+
+    /// Returns the envelope password, once the room is unlocked.
+    fn secret(&self) -> Option<RoomSecret> {
+        self.secret.borrow().clone()
+    }
+
+    /// Stops the connection and every task of this room.
+    fn close(&self) {
+        self.closed.set(true);
+        connection::disconnect(self);
     }
 }
 
-fn clear_text(text: &HtmlTextAreaElement) {
-    text.set_value("");
-    let _ = text.focus();
+/// Adds an event listener that lives as long as the page.
+fn listen(
+    target: &web_sys::EventTarget,
+    event: &str,
+    handler: impl FnMut(Event) + 'static,
+) -> Result<(), JsValue> {
+    let closure = Closure::<dyn FnMut(Event)>::new(handler);
+    target.add_event_listener_with_callback(event, closure.as_ref().unchecked_ref())?;
+    // The page's own elements live as long as the page, and so do their listeners.
+    closure.forget();
+    Ok(())
 }
 
 /// Turns a JavaScript exception into a short message for the user.

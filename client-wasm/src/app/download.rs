@@ -1,0 +1,407 @@
+//! Blobs that messages announce: fetching them with progress, checking their size and SHA-256,
+//! decrypting them, and showing them through `blob:` URLs.
+//!
+//! Every check comes before the next step's cost: the announced size against the blob limit
+//! (when the message is parsed), the response's length against the announced size while it
+//! arrives, the SHA-256 of the encrypted bytes before decrypting (so a relay that swaps a
+//! blob is caught even if the swapped blob were encrypted with the room key), and the
+//! decrypted length. A peer's MIME type reaches the browser only for the raster image types
+//! of [`inline_image_type`]; files are saved as `application/octet-stream` under a cleaned
+//! name, so no peer file can open as a page of this origin.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use js_sys::{Array, Reflect, Uint8Array};
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{
+    Blob, BlobPropertyBag, Element, HtmlAnchorElement, HtmlImageElement, HtmlProgressElement,
+    ReadableStreamDefaultReader, Response, Url,
+};
+
+use super::dom::{MessageRow, OBJECT_URL_ATTRIBUTE};
+use super::timer::sleep;
+use super::{App, Room, describe, listen, outbox};
+use crate::message::{Attachment, human_size, inline_image_type, safe_file_name};
+
+/// Bytes of images a room downloads by itself; later images wait for a click. This bounds the
+/// memory that a member posting many large images can make the page use.
+pub const AUTO_IMAGE_BYTES: u64 = 256 << 20;
+
+/// Downloads that run at once; more wait for a free place.
+const MAX_PARALLEL_DOWNLOADS: u32 = 2;
+
+/// Per-room download state.
+#[derive(Default)]
+pub struct Downloads {
+    /// Bytes of images downloaded without a click so far.
+    auto_bytes: Cell<u64>,
+    running: Cell<u32>,
+}
+
+/// The way a decrypted blob is shown.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Image { width: u32, height: u32 },
+    File,
+}
+
+/// Shows an image announcement: downloaded and shown inline at once while the room's
+/// automatic budget lasts, behind a button after that. An image of a type the page does not
+/// show inline is offered as a file.
+pub fn offer_image(
+    room: &Rc<Room>,
+    row: &MessageRow,
+    nick: &str,
+    attachment: &Attachment,
+    width: u32,
+    height: u32,
+) {
+    if inline_image_type(&attachment.mime).is_none() {
+        return offer_file(room, row, attachment);
+    }
+    let _ = row.row.class_list().add_1("image");
+    let _ = room.elements.append_text(
+        &row.body,
+        "p",
+        "caption",
+        &format!("{nick} sent an image: {}", attachment.name),
+    );
+    let kind = Kind::Image { width, height };
+
+    let downloads = &room.downloads;
+    let within_budget = downloads.auto_bytes.get() + attachment.size <= AUTO_IMAGE_BYTES;
+    if within_budget {
+        downloads
+            .auto_bytes
+            .set(downloads.auto_bytes.get() + attachment.size);
+        start(room, row.clone(), attachment.clone(), kind);
+    } else {
+        let label = format!("Show image ({})", human_size(attachment.size));
+        add_button(room, row, attachment, &label);
+    }
+}
+
+/// Shows a file announcement with its name, size and a Download button.
+pub fn offer_file(room: &Rc<Room>, row: &MessageRow, attachment: &Attachment) {
+    let _ = row.row.class_list().add_1("file");
+    let _ = room.elements.append_text(
+        &row.body,
+        "p",
+        "file-name",
+        &format!("{} ({})", attachment.name, human_size(attachment.size)),
+    );
+    add_button(room, row, attachment, "Download");
+}
+
+fn add_button(room: &Rc<Room>, row: &MessageRow, attachment: &Attachment, label: &str) {
+    let number = room
+        .receiver
+        .borrow_mut()
+        .keep_attachment(attachment.clone(), row.clone());
+    let Ok(button) = room.elements.create("button", "download") else {
+        return;
+    };
+    let _ = button.set_attribute("type", "button");
+    let _ = button.set_attribute("data-attachment", &number.to_string());
+    button.set_text_content(Some(label));
+    let _ = row.body.append_child(&button);
+}
+
+/// Handles the list's buttons (Download, Show image, Send again) with one listener, so rows
+/// need no listeners of their own.
+pub fn wire_buttons(app: &Rc<App>) -> Result<(), JsValue> {
+    let app = app.clone();
+    listen(&app.elements.messages.clone(), "click", move |event| {
+        let Some(button) = event
+            .target()
+            .and_then(|target| target.dyn_into::<Element>().ok())
+            .and_then(|target| target.closest("button").ok().flatten())
+        else {
+            return;
+        };
+        let Some(room) = app.current_room() else {
+            return;
+        };
+        let number = |name| {
+            button
+                .get_attribute(name)
+                .and_then(|value| value.parse::<u32>().ok())
+        };
+        if let Some(number) = number("data-attachment") {
+            let Some((attachment, row)) = room.receiver.borrow().attachment(number) else {
+                return;
+            };
+            button.remove();
+            let kind = if row.row.class_list().contains("image") {
+                Kind::Image {
+                    width: 0,
+                    height: 0,
+                }
+            } else {
+                Kind::File
+            };
+            start(&room, row, attachment, kind);
+        } else if let Some(number) = number("data-resend") {
+            outbox::resend(&room, number);
+        }
+    })
+}
+
+fn start(room: &Rc<Room>, row: MessageRow, attachment: Attachment, kind: Kind) {
+    let room = room.clone();
+    wasm_bindgen_futures::spawn_local(async move {
+        while room.downloads.running.get() >= MAX_PARALLEL_DOWNLOADS {
+            sleep(250).await;
+            if room.closed.get() {
+                return;
+            }
+        }
+        room.downloads.running.set(room.downloads.running.get() + 1);
+        fetch_and_show(&room, &row, &attachment, kind).await;
+        room.downloads.running.set(room.downloads.running.get() - 1);
+    });
+}
+
+async fn fetch_and_show(room: &Rc<Room>, row: &MessageRow, attachment: &Attachment, kind: Kind) {
+    let label = format!("Downloading {}", attachment.name);
+    let progress = room.elements.progress(&row.body, &label);
+    row.set_state("downloading");
+    let result = fetch_verified(room, attachment, progress.as_ref()).await;
+    if let Some(progress) = progress {
+        progress.remove();
+    }
+    row.set_state("");
+    if room.closed.get() {
+        return;
+    }
+
+    let shown = match result {
+        Ok(content) => match kind {
+            Kind::Image { width, height } => {
+                show_image(room, row, attachment, &content, width, height).await
+            }
+            Kind::File => save_file(room, row, attachment, &content),
+        },
+        Err(reason) => Err(reason),
+    };
+    if let Err(reason) = shown {
+        let _ = room.elements.append_text(
+            &row.body,
+            "p",
+            "error",
+            &format!("Could not open {}: {reason}.", attachment.name),
+        );
+        add_button(room, row, attachment, "Try again");
+    }
+}
+
+/// Downloads the blob and returns its decrypted content after every check.
+async fn fetch_verified(
+    room: &Room,
+    attachment: &Attachment,
+    progress: Option<&HtmlProgressElement>,
+) -> Result<Uint8Array, String> {
+    let secret = room.secret().ok_or("the room is locked")?;
+    let expected = attachment.blob_len();
+    let url = format!("/blob/{}", attachment.blob);
+    let response: Response = JsFuture::from(room.window.fetch_with_str(&url))
+        .await
+        .map_err(|_| "the server could not be reached")?
+        .unchecked_into();
+    match response.status() {
+        200 => {}
+        404 => {
+            return Err(
+                "the server no longer has it (files are kept for a limited time, \
+                        24 hours by default)"
+                    .to_owned(),
+            );
+        }
+        status => return Err(format!("the server answered {status}")),
+    }
+    let declared = response
+        .headers()
+        .get("Content-Length")
+        .ok()
+        .flatten()
+        .and_then(|value| value.trim().parse::<u64>().ok());
+    if let Some(declared) = declared.filter(|declared| *declared != expected) {
+        return Err(format!(
+            "the server has {declared} bytes where the message announced {expected}"
+        ));
+    }
+
+    let sealed = read_body(&response, expected, progress).await?;
+    let digest = sha256(&sealed).await?;
+    if digest != attachment.sha256 {
+        return Err(
+            "its SHA-256 does not match the message, so it was changed after it was \
+                    sent; it was not decrypted"
+                .to_owned(),
+        );
+    }
+    let content = crate::api::decrypt_bytes_async(secret.expose().to_owned(), sealed)
+        .await
+        .map_err(|e| describe(&e.into()))?;
+    if u64::from(content.length()) != attachment.size {
+        return Err(format!(
+            "it decrypted to {} bytes where the message announced {}",
+            content.length(),
+            attachment.size
+        ));
+    }
+    Ok(content)
+}
+
+/// Reads a response body of exactly `expected` bytes, updating `progress`, and stops as soon as
+/// it grows past that.
+async fn read_body(
+    response: &Response,
+    expected: u64,
+    progress: Option<&HtmlProgressElement>,
+) -> Result<Uint8Array, String> {
+    // `expected` is at most the blob limit plus overhead (checked when the message was
+    // parsed), so it fits a u32.
+    let buffer = Uint8Array::new_with_length(expected as u32);
+    let Some(stream) = response.body() else {
+        return Err("the server sent no content".to_owned());
+    };
+    let reader: ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
+    let mut received: u64 = 0;
+    loop {
+        let chunk = JsFuture::from(reader.read())
+            .await
+            .map_err(|e| format!("the download broke off: {}", describe(&e)))?;
+        let done = Reflect::get(&chunk, &"done".into())
+            .ok()
+            .and_then(|done| done.as_bool())
+            .unwrap_or(true);
+        if done {
+            break;
+        }
+        let Ok(value) = Reflect::get(&chunk, &"value".into()) else {
+            break;
+        };
+        let bytes: Uint8Array = value.unchecked_into();
+        let length = u64::from(bytes.length());
+        if received + length > expected {
+            let _ = reader.cancel();
+            return Err(format!(
+                "the server sent more than the {expected} bytes the message announced"
+            ));
+        }
+        buffer.set(&bytes, received as u32);
+        received += length;
+        if let Some(progress) = progress {
+            progress.set_value(received as f64 / expected.max(1) as f64);
+        }
+    }
+    if received != expected {
+        return Err(format!(
+            "the server sent {received} bytes where the message announced {expected}"
+        ));
+    }
+    Ok(buffer)
+}
+
+/// Returns the SHA-256 of `bytes`, through WebCrypto where the page has it.
+pub async fn sha256(bytes: &Uint8Array) -> Result<[u8; 32], String> {
+    let mut digest = [0u8; 32];
+    let Some(subtle) = crate::webcrypto::subtle() else {
+        use sha2::Digest;
+        digest.copy_from_slice(&sha2::Sha256::digest(bytes.to_vec()));
+        return Ok(digest);
+    };
+    let promise = subtle
+        .digest_with_str_and_buffer_source("SHA-256", bytes)
+        .map_err(|e| describe(&e))?;
+    let buffer = JsFuture::from(promise).await.map_err(|e| describe(&e))?;
+    let array = Uint8Array::new(&buffer);
+    if array.length() != 32 {
+        return Err(format!("SHA-256 returned {} bytes", array.length()));
+    }
+    array.copy_to(&mut digest);
+    Ok(digest)
+}
+
+/// Creates a `blob:` URL for `content` with the given type. The element that uses it carries
+/// [`OBJECT_URL_ATTRIBUTE`], so removing its row revokes the URL.
+pub fn object_url(content: &Uint8Array, mime: &str) -> Result<String, String> {
+    let parts = Array::of1(content);
+    let options = BlobPropertyBag::new();
+    options.set_type(mime);
+    let blob =
+        Blob::new_with_u8_array_sequence_and_options(&parts, &options).map_err(|e| describe(&e))?;
+    Url::create_object_url_with_blob(&blob).map_err(|e| describe(&e))
+}
+
+/// Shows decrypted image bytes inline, with a link to save them. `width` and `height` are the
+/// announced size, which reserves the space while the image decodes (0 when unknown).
+pub async fn show_image(
+    room: &Room,
+    row: &MessageRow,
+    attachment: &Attachment,
+    content: &Uint8Array,
+    width: u32,
+    height: u32,
+) -> Result<(), String> {
+    let mime = inline_image_type(&attachment.mime).unwrap_or("application/octet-stream");
+    let url = object_url(content, mime)?;
+    let image: HtmlImageElement = room
+        .elements
+        .create("img", "picture")
+        .map_err(|e| describe(&e))?
+        .unchecked_into();
+    let _ = image.set_attribute(OBJECT_URL_ATTRIBUTE, &url);
+    image.set_alt(&format!("Image: {}", attachment.name));
+    if width > 0 && height > 0 {
+        image.set_width(width);
+        image.set_height(height);
+    }
+    image.set_src(&url);
+    let _ = row.body.append_child(&image);
+
+    if let Err(e) = JsFuture::from(image.decode()).await {
+        image.remove();
+        let _ = Url::revoke_object_url(&url);
+        return Err(format!("the image cannot be shown: {}", describe(&e)));
+    }
+    append_save_link(room, row, attachment, &url, "Save image");
+    Ok(())
+}
+
+/// Offers decrypted file bytes as a download and starts it.
+fn save_file(
+    room: &Room,
+    row: &MessageRow,
+    attachment: &Attachment,
+    content: &Uint8Array,
+) -> Result<(), String> {
+    let url = object_url(content, "application/octet-stream")?;
+    let link = append_save_link(room, row, attachment, &url, "Save file");
+    let Some(link) = link else {
+        let _ = Url::revoke_object_url(&url);
+        return Err("the page could not add the download link".to_owned());
+    };
+    let _ = link.set_attribute(OBJECT_URL_ATTRIBUTE, &url);
+    link.click();
+    Ok(())
+}
+
+fn append_save_link(
+    room: &Room,
+    row: &MessageRow,
+    attachment: &Attachment,
+    url: &str,
+    label: &str,
+) -> Option<HtmlAnchorElement> {
+    let link: HtmlAnchorElement = room.elements.create("a", "save").ok()?.dyn_into().ok()?;
+    link.set_href(url);
+    link.set_download(&safe_file_name(&attachment.name));
+    link.set_text_content(Some(&format!("{label}: {}", attachment.name)));
+    row.body.append_child(&link).ok()?;
+    Some(link)
+}
