@@ -1,7 +1,10 @@
 //! The page's elements, and the rows the page adds to the message list.
 //!
 //! Everything a room member sent is inserted with `textContent` or as an attribute value, so
-//! markup in a message shows as text and never becomes part of the page.
+//! markup in a message shows as text and never becomes part of the page. Each piece of it (a
+//! nick, a text, a file name) is also isolated for bidirectional layout, in a `<bdi>` or an
+//! element with `dir="auto"`, so right-to-left text or a stray direction character in it cannot
+//! reorder the words around it.
 
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -37,6 +40,14 @@ impl Status {
             Self::Locked => "locked",
         }
     }
+}
+
+/// A piece of a line of text: the page's own words, or text from a room member (or from a
+/// local file's name), which is isolated in a `<bdi>`.
+#[derive(Clone, Copy)]
+pub enum Piece<'a> {
+    Page(&'a str),
+    Peer(&'a str),
 }
 
 /// The elements of the chat markup in `index.html`, found once at start-up.
@@ -140,7 +151,14 @@ impl Elements {
 
     /// Appends a short notice from the page itself and returns its row.
     pub fn show_notice(&self, text: &str) -> Option<Element> {
-        let row = self.notice_row(text)?;
+        self.show_notice_pieces(&[Piece::Page(text)])
+    }
+
+    /// Appends a notice made of `pieces`, such as a sentence around a file name, and returns
+    /// its row.
+    pub fn show_notice_pieces(&self, pieces: &[Piece]) -> Option<Element> {
+        let row = self.create("li", "notice").ok()?;
+        self.append_pieces(&row, pieces).ok()?;
         self.push(&row);
         Some(row)
     }
@@ -187,12 +205,62 @@ impl Elements {
         Ok(child)
     }
 
+    /// Appends a child element that shows a room member's `text`, isolated with `dir="auto"`:
+    /// its own direction comes from its first strong character, and nothing in it reorders
+    /// the text around it.
+    pub fn append_peer_text(
+        &self,
+        parent: &Element,
+        tag: &str,
+        class: &str,
+        text: &str,
+    ) -> Result<Element, JsValue> {
+        let child = self.append_text(parent, tag, class, text)?;
+        child.set_attribute("dir", "auto")?;
+        Ok(child)
+    }
+
+    /// Appends a child element that shows `pieces` in order, each [`Piece::Peer`] in its own
+    /// `<bdi>`.
+    pub fn append_line(
+        &self,
+        parent: &Element,
+        tag: &str,
+        class: &str,
+        pieces: &[Piece],
+    ) -> Result<Element, JsValue> {
+        let child = self.create(tag, class)?;
+        self.append_pieces(&child, pieces)?;
+        parent.append_child(&child)?;
+        Ok(child)
+    }
+
+    /// Replaces the content of `element` with `pieces`.
+    pub fn set_pieces(&self, element: &Element, pieces: &[Piece]) -> Result<(), JsValue> {
+        element.set_text_content(None);
+        self.append_pieces(element, pieces)
+    }
+
+    fn append_pieces(&self, parent: &Element, pieces: &[Piece]) -> Result<(), JsValue> {
+        for piece in pieces {
+            match *piece {
+                Piece::Page(text) => {
+                    parent.append_with_str_1(text)?;
+                }
+                Piece::Peer(text) => {
+                    self.append_text(parent, "bdi", "", text)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Starts a message row: nick, local send time, and an empty body for the content.
     pub fn message_row(&self, nick: &str, sent_millis: u64, own: bool) -> Option<MessageRow> {
         let class = if own { "message own" } else { "message" };
         let row = self.create("li", class).ok()?;
         let header = self.create("p", "meta").ok()?;
-        self.append_text(&header, "span", "nick", nick).ok()?;
+        self.append_text(&header, "bdi", "nick", nick).ok()?;
         let time = self
             .append_text(&header, "time", "sent", &clock_time(sent_millis))
             .ok()?;
@@ -213,7 +281,7 @@ impl Elements {
             .ok()?;
         row.append_child(&header).ok()?;
         let shown: String = text.chars().take(MAX_PLAIN_CHARS).collect();
-        self.append_text(&row, "p", "text", &shown).ok()?;
+        self.append_peer_text(&row, "p", "text", &shown).ok()?;
         if shown.len() < text.len() {
             self.append_text(
                 &row,

@@ -30,7 +30,9 @@ use web_sys::{Event, KeyboardEvent, Window};
 use zeroize::Zeroizing;
 
 use crate::link::{LinkError, RoomLink, RoomSecret};
-use crate::message::{Body, MAX_TEXT_BYTES, Message, MessageId, clean_nick, human_size};
+use crate::message::{
+    Body, MAX_TEXT_BYTES, Message, MessageId, clean_message_text, clean_nick, size_and_limit,
+};
 use dom::{Elements, Status};
 
 /// Key under which the nick is remembered in localStorage. Nothing else is stored: not the
@@ -319,16 +321,16 @@ impl App {
         let Some(room) = self.current_room() else {
             return;
         };
-        let text = self.elements.text.value();
+        // Cleaned as every receiver cleans it, so this page's row shows what they show.
+        let text = clean_message_text(&self.elements.text.value());
         if text.trim().is_empty() {
             return;
         }
         if text.len() > MAX_TEXT_BYTES {
+            let (size, limit) = size_and_limit(text.len() as u64, MAX_TEXT_BYTES as u64);
             self.elements.show_notice(&format!(
-                "This message is too long to send: {} of text, and the limit is {}. \
-                 Shorten it, or send it as a file.",
-                human_size(text.len() as u64),
-                human_size(MAX_TEXT_BYTES as u64)
+                "This message is too long to send: {size} of text, and the limit is {limit}. \
+                 Shorten it, or send it as a file."
             ));
             return;
         }
@@ -395,13 +397,67 @@ fn listen(
     Ok(())
 }
 
-/// Turns a JavaScript exception into a short message for the user.
+/// Turns a JavaScript exception into a clause for the user's messages (see [`as_clause`]).
 fn describe(error: &JsValue) -> String {
-    if let Some(text) = error.as_string() {
-        return text;
+    let text = match error.as_string() {
+        Some(text) => text,
+        None => error
+            .dyn_ref::<js_sys::Error>()
+            .map(|e| String::from(e.message()))
+            .unwrap_or_default(),
+    };
+    as_clause(&text)
+}
+
+/// Fits a browser's error sentence into the page's messages, which put it after a colon and
+/// end the sentence themselves. The final period goes, and a capital letter that starts an
+/// ordinary word is lowered: "The source image cannot be decoded." becomes "the source image
+/// cannot be decoded", while "NetworkError when…" keeps its capital.
+fn as_clause(text: &str) -> String {
+    let text = text.trim().trim_end_matches(['.', ' ']);
+    if text.is_empty() {
+        return "unknown error".to_owned();
     }
-    error
-        .dyn_ref::<js_sys::Error>()
-        .map(|e| String::from(e.message()))
-        .unwrap_or_else(|| "unknown error".to_owned())
+
+    // Only a first word with no other capital letter or digit is an ordinary word.
+    let first_word = text.split_whitespace().next().unwrap_or_default();
+    let mut letters = first_word.chars();
+    let ordinary = letters.next().is_some_and(char::is_uppercase)
+        && letters.all(|c| !c.is_uppercase() && !c.is_ascii_digit());
+    if !ordinary {
+        return text.to_owned();
+    }
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|first| first.to_lowercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::as_clause;
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn browser_errors_become_clauses() {
+        let cases = [
+            (
+                "The source image cannot be decoded.",
+                "the source image cannot be decoded",
+            ),
+            ("Failed to fetch", "failed to fetch"),
+            (
+                "NetworkError when attempting to fetch resource.",
+                "NetworkError when attempting to fetch resource",
+            ),
+            ("JSON.parse: bad", "JSON.parse: bad"),
+            ("A2 failed...", "A2 failed"),
+            (" . ", "unknown error"),
+            ("", "unknown error"),
+        ];
+        for (browser, clause) in cases {
+            assert_eq!(as_clause(browser), clause, "{browser:?}");
+        }
+    }
 }
