@@ -427,6 +427,14 @@ async fn is_hidden(client: &Client, id: &str) -> bool {
     value.as_bool().unwrap()
 }
 
+/// Returns whether the element with `id` is rendered: neither it nor an ancestor is hidden
+/// by an attribute or by CSS.
+async fn is_shown(client: &Client, id: &str) -> bool {
+    let script = "return document.getElementById(arguments[0]).checkVisibility();";
+    let value = client.execute(script, vec![Value::from(id)]).await.unwrap();
+    value.as_bool().unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passphrase_room_reads_and_refuses() {
     const PASSPHRASE: &str = "velvet otter 7 lantern";
@@ -1108,6 +1116,53 @@ async fn hostile_messages_leave_page_working() {
     assert!(warning.contains("plain HTTP"), "{warning}");
 
     alice.client.clone().close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_link_offers_new_room() {
+    let relay = Relay::start(&[]).await;
+    let browser = Browser::launch(PHONE.0, PHONE.1).await;
+    let client = &browser.client;
+
+    // A fragment that is no room key: the page says so instead of "offline", with the link
+    // parser's reason, and neither connects nor offers to send.
+    client.goto(&relay.url("/#notavalidkey")).await.unwrap();
+    wait_for_status(client, "the page", "invalid link").await;
+    assert!(is_shown(client, "link-error").await, "no link error shown");
+    let reason = text_of(client, "#link-error-reason").await.unwrap();
+    assert!(
+        reason.starts_with("The room key has 12 characters"),
+        "{reason}"
+    );
+    assert!(!is_shown(client, "composer").await, "composer shown");
+    assert!(!is_shown(client, "invite-button").await, "Invite shown");
+    assert_eq!(text_of(client, "#count").await.as_deref(), Some(""));
+    screenshot(client, "invalid-link-360").await;
+
+    // Its button starts a new room, which works as any other.
+    click(client, "#link-error-new-room").await;
+    eventually("a room in the address", WAIT, || async {
+        let url = client.current_url().await.ok()?;
+        url.fragment().is_some_and(|f| f.len() == 22).then_some(())
+    })
+    .await;
+    wait_for_status(client, "the page", "connected").await;
+    assert!(
+        !is_shown(client, "link-error").await,
+        "the link error stayed"
+    );
+    assert!(
+        is_shown(client, "composer").await,
+        "no composer in the new room"
+    );
+    assert!(
+        is_shown(client, "invite-button").await,
+        "no Invite in the new room"
+    );
+    send_text(client, "a fresh start marker-c7d2").await;
+    wait_for_message(client, "the page", "a fresh start marker-c7d2").await;
+
+    browser.client.clone().close().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,6 +28,8 @@ pub enum Status {
     Offline,
     /// Waiting for the passphrase before joining.
     Locked,
+    /// The address names no room, so the page does not connect.
+    InvalidLink,
 }
 
 impl Status {
@@ -38,6 +40,15 @@ impl Status {
             Self::Reconnecting => "reconnecting",
             Self::Offline => "offline",
             Self::Locked => "locked",
+            Self::InvalidLink => "invalid link",
+        }
+    }
+
+    /// The class that colors the indicator's dot in style.css.
+    fn class(self) -> &'static str {
+        match self {
+            Self::InvalidLink => "invalid",
+            other => other.label(),
         }
     }
 }
@@ -65,6 +76,9 @@ pub struct Elements {
     pub new_room: HtmlButtonElement,
     pub new_passphrase_room: HtmlButtonElement,
     pub insecure_warning: HtmlElement,
+    pub link_error: HtmlElement,
+    link_error_reason: HtmlElement,
+    pub link_error_new_room: HtmlButtonElement,
     pub unlock: HtmlFormElement,
     pub unlock_passphrase: HtmlInputElement,
     pub unlock_error: HtmlElement,
@@ -106,6 +120,9 @@ impl Elements {
             new_room: by_id(d, "new-room")?,
             new_passphrase_room: by_id(d, "new-passphrase-room")?,
             insecure_warning: by_id(d, "insecure-warning")?,
+            link_error: by_id(d, "link-error")?,
+            link_error_reason: by_id(d, "link-error-reason")?,
+            link_error_new_room: by_id(d, "link-error-new-room")?,
             unlock: by_id(d, "unlock")?,
             unlock_passphrase: by_id(d, "unlock-passphrase")?,
             unlock_error: by_id(d, "unlock-error")?,
@@ -129,7 +146,7 @@ impl Elements {
     pub fn set_status(&self, status: Status) {
         self.status.set_text_content(Some(status.label()));
         self.status
-            .set_class_name(&format!("status {}", status.label()));
+            .set_class_name(&format!("status {}", status.class()));
     }
 
     /// Shows the subscriber count, or nothing while it is not known.
@@ -170,11 +187,25 @@ impl Elements {
         Some(row)
     }
 
-    /// Shows an error that stops the page, such as an invalid room link, and disables sending.
-    pub fn show_fatal(&self, text: &str) {
-        self.show_notice(text);
-        self.set_status(Status::Offline);
+    /// Shows why the address names no room, with a button that starts a new one, and stops
+    /// the page from connecting or sending. `reason` is the link parser's error.
+    pub fn show_invalid_link(&self, reason: &str) {
+        self.link_error_reason
+            .set_text_content(Some(&format!("{}.", capitalize(reason))));
+        self.link_error.set_hidden(false);
+        self.unlock.set_hidden(true);
+        self.invite.set_hidden(true);
+        self.invite_button.set_hidden(true);
+        let _ = self.invite_button.set_attribute("aria-expanded", "false");
+        self.set_status(Status::InvalidLink);
+        self.set_count(None);
         self.set_composer_enabled(false);
+    }
+
+    /// Hides what [`Elements::show_invalid_link`] showed, when the page enters a room.
+    pub fn hide_invalid_link(&self) {
+        self.link_error.set_hidden(true);
+        self.invite_button.set_hidden(false);
     }
 
     /// Shows or hides the message form; it is hidden while the room is locked.
@@ -399,6 +430,15 @@ fn by_id<T: JsCast>(document: &Document, id: &str) -> Result<T, JsValue> {
         .ok_or_else(|| JsValue::from_str(&format!("the page has no #{id} element")))?
         .dyn_into::<T>()
         .map_err(|_| JsValue::from_str(&format!("#{id} is not the expected kind of element")))
+}
+
+/// Returns `text` with its first letter in upper case, to start a sentence.
+fn capitalize(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
 }
 
 /// Formats a send time as the reader's local `HH:MM`.

@@ -121,8 +121,7 @@ impl App {
             }
             Err(e) => {
                 self.leave_room();
-                self.elements
-                    .show_fatal(&format!("This link does not name a room: {e}."));
+                self.elements.show_invalid_link(&e.to_string());
             }
         }
         Ok(())
@@ -132,6 +131,7 @@ impl App {
     /// for the passphrase before it connects.
     fn enter(self: &Rc<Self>, link: RoomLink, secret: Option<RoomSecret>) {
         self.leave_room();
+        self.elements.hide_invalid_link();
         let room = Rc::new(Room {
             window: self.window.clone(),
             elements: self.elements.clone(),
