@@ -1104,18 +1104,30 @@ async fn hostile_messages_leave_page_working() {
     click(&alice.client, "#privacy summary").await;
     screenshot(&alice.client, "privacy-1280").await;
 
-    // Over plain HTTP from a host that is not this machine's name, the page warns. 127.0.0.2
-    // is loopback, but the page only trusts localhost, 127.0.0.1 and [::1] by name.
-    let elsewhere = Gate::start_at("127.0.0.2", relay.addr).await;
-    alice.client.goto(&elsewhere.url("/")).await.unwrap();
-    eventually("the plain-HTTP warning", WAIT, || async {
-        (!is_hidden(&alice.client, "insecure-warning").await).then_some(())
-    })
-    .await;
-    let warning = text_of(&alice.client, "#insecure-warning").await.unwrap();
-    assert!(warning.contains("plain HTTP"), "{warning}");
-
+    // Plain HTTP from any loopback address is this machine too, so the page does not warn.
+    let loopback = Gate::start_at("127.0.0.2", relay.addr).await;
+    alice.client.goto(&loopback.url("/")).await.unwrap();
+    wait_for_status(&alice.client, "Alice", "connected").await;
+    assert!(
+        is_hidden(&alice.client, "insecure-warning").await,
+        "warning on 127.0.0.2"
+    );
     alice.client.clone().close().await.unwrap();
+
+    // From a host name that is not this machine's, it warns. Carol's browser resolves the
+    // name to the relay's loopback address, so nothing leaves the machine.
+    let carol = Browser::launch_resolving(PHONE.0, PHONE.1, "chat.example").await;
+    let elsewhere = format!("http://chat.example:{}/", relay.addr.port());
+    carol.client.goto(&elsewhere).await.unwrap();
+    wait_for_status(&carol.client, "Carol", "connected").await;
+    assert!(
+        !is_hidden(&carol.client, "insecure-warning").await,
+        "no warning on chat.example"
+    );
+    let warning = text_of(&carol.client, "#insecure-warning").await.unwrap();
+    assert!(warning.contains("plain HTTP"), "{warning}");
+    screenshot(&carol.client, "insecure-360").await;
+    carol.client.clone().close().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,7 +29,7 @@ use wasm_bindgen::prelude::*;
 use web_sys::{Event, KeyboardEvent, Window};
 use zeroize::Zeroizing;
 
-use crate::link::{LinkError, RoomLink, RoomSecret};
+use crate::link::{LinkError, RoomLink, RoomSecret, is_loopback_host};
 use crate::message::{
     Body, MAX_TEXT_BYTES, Message, MessageId, clean_message_text, clean_nick, size_and_limit,
 };
@@ -38,9 +38,6 @@ use dom::{Elements, Status};
 /// Key under which the nick is remembered in localStorage. Nothing else is stored: not the
 /// room link, its key or a passphrase.
 const NICK_STORAGE_KEY: &str = "dropthat.nick";
-
-/// Host names from which the page may load over plain HTTP without a warning.
-const LOCAL_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
 
 /// Starts the page when the module loads. Outside a page with the chat's markup (for example
 /// when the module is imported only for its cryptography) it does nothing.
@@ -230,8 +227,7 @@ impl App {
     /// machine: anyone on the network path could have changed the page and read the key.
     fn warn_if_insecure(&self) -> Result<(), JsValue> {
         let location = self.window.location();
-        let insecure = location.protocol()? == "http:"
-            && !LOCAL_HOSTS.contains(&location.hostname()?.as_str());
+        let insecure = location.protocol()? == "http:" && !is_loopback_host(&location.hostname()?);
         self.elements.insecure_warning.set_hidden(!insecure);
         Ok(())
     }
