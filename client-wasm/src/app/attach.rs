@@ -206,7 +206,7 @@ async fn send_file(room: &Rc<Room>, file: &File) {
     let (blob, sha256) = match uploaded {
         Ok(uploaded) => uploaded,
         Err(reason) => {
-            row.set_failed(&reason);
+            row.set_failed(&format!("not sent: {reason}"));
             return;
         }
     };
@@ -427,14 +427,11 @@ async fn encrypt_and_upload(
                 }
                 attempts += 1;
                 if attempts >= MAX_UPLOAD_ATTEMPTS {
-                    break Err(reason);
+                    break Err(outbox::stopped_after(attempts, &reason));
                 }
                 let delay =
                     after_millis.unwrap_or_else(|| retry_delay_millis(attempts - 1, jitter()));
-                row.set_state(&format!(
-                    "upload failed ({reason}); retrying in {} s",
-                    delay.div_ceil(1000)
-                ));
+                row.set_state(&outbox::retrying_in(&reason, delay));
                 sleep(delay).await;
             }
         }
@@ -516,7 +513,7 @@ async fn upload(
                 .and_then(|value| value.trim().parse::<u32>().ok())
                 .map(|seconds| seconds.min(120) * 1000);
             Err(UploadError::Retry {
-                reason: format!("the server answered {status}: {}", body.trim()),
+                reason: outbox::refusal(status, &body),
                 after_millis,
             })
         }
@@ -524,10 +521,7 @@ async fn upload(
             reason: format!("the server answered {status}"),
             after_millis: None,
         }),
-        status => Err(UploadError::Reject(format!(
-            "the server answered {status}: {}",
-            body.trim()
-        ))),
+        status => Err(UploadError::Reject(outbox::refusal(status, &body))),
     }
 }
 

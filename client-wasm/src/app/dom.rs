@@ -390,10 +390,9 @@ impl MessageRow {
         let _ = classes.remove_1("failed");
     }
 
-    /// Marks the row as given up, with the reason as its state.
-    pub fn set_failed(&self, reason: &str) {
-        self.state
-            .set_text_content(Some(&format!("not sent: {reason}")));
+    /// Marks the row as given up, with `state` saying that it stopped and why.
+    pub fn set_failed(&self, state: &str) {
+        self.state.set_text_content(Some(state));
         let classes = self.row.class_list();
         let _ = classes.remove_1("pending");
         let _ = classes.add_1("failed");
