@@ -399,6 +399,24 @@ async fn images_and_files_cross_encrypted() {
     }
     screenshot(&bob.client, "invite-360").await;
 
+    // On the phone, the open privacy panel leaves the message list most of its room: the
+    // panel's text scrolls within a bounded height instead.
+    click(&bob.client, "#invite-button").await;
+    let closed_height = element_height(&bob.client, "#messages").await;
+    click(&bob.client, "#privacy summary").await;
+    let open_height = element_height(&bob.client, "#messages").await;
+    assert!(
+        open_height >= 0.5 * closed_height,
+        "the open panel shrank the list from {closed_height} to {open_height} pixels"
+    );
+    screenshot(&bob.client, "privacy-360").await;
+    click(&bob.client, "#privacy summary").await;
+    let closed_again = element_height(&bob.client, "#messages").await;
+    assert_eq!(
+        closed_again, closed_height,
+        "the list after closing the panel"
+    );
+
     alice.client.clone().close().await.unwrap();
     bob.client.clone().close().await.unwrap();
 }
