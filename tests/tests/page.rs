@@ -566,6 +566,35 @@ async fn passphrase_room_reads_and_refuses() {
 
     // Neither the passphrase nor the key went over the wire, and neither page stored them.
     let captured = proxy.captured();
+
+    // The page links its own icon, so the browsers fetch that instead of a missing
+    // /favicon.ico, and the relay serves it as an image that the CSP's img-src allows.
+    assert!(
+        contains(&captured, b"GET /favicon-"),
+        "no browser requested the page's icon"
+    );
+    assert!(
+        !contains(&captured, b"GET /favicon.ico"),
+        "a browser requested /favicon.ico"
+    );
+    let icon = alice
+        .client
+        .execute(
+            "return document.querySelector('link[rel=icon]').href;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let response = reqwest::get(icon.as_str().unwrap()).await.unwrap();
+    assert_eq!(response.status(), 200, "the icon's status");
+    let header = |name: &str| {
+        let value = response.headers().get(name).map(|v| v.to_str().unwrap());
+        value.unwrap_or_default().to_owned()
+    };
+    assert_eq!(header("content-type"), "image/svg+xml", "the icon's type");
+    let policy = header("content-security-policy");
+    assert!(policy.contains("img-src 'self'"), "{policy}");
+    assert!(response.text().await.unwrap().starts_with("<svg"));
     assert!(
         contains(&captured, b"POST /pub/"),
         "no publish in the capture"
