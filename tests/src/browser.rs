@@ -122,9 +122,23 @@ impl Browser {
         crate::eventually(
             &format!("the download {name:?}"),
             Duration::from_secs(30),
-            || async { std::fs::read(&path).ok() },
+            || async { self.finished_download(&path) },
         )
         .await
+    }
+
+    /// Reads a download once Chromium has finished it. Chromium creates the final file empty
+    /// before it writes the content to a `.crdownload` file and renames that over it, so an
+    /// empty file or any `.crdownload` file means the download is still running.
+    fn finished_download(&self, path: &Path) -> Option<Vec<u8>> {
+        let running = std::fs::read_dir(self.downloads.path())
+            .ok()?
+            .filter_map(Result::ok)
+            .any(|entry| entry.path().extension().is_some_and(|e| e == "crdownload"));
+        if running {
+            return None;
+        }
+        std::fs::read(path).ok().filter(|bytes| !bytes.is_empty())
     }
 }
 
