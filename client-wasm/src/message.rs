@@ -170,7 +170,7 @@ impl MessageError {
     }
 
     /// Builds the error for an unknown `type`, keeping the name only when it is at most 32
-    /// ASCII letters, digits, `-` or `_`: a peer's text goes into the notice only in that form.
+    /// ASCII letters, digits, `-` or `_`, because a peer's text goes into the notice only then.
     fn unknown_type(name: &str) -> Self {
         let plain = !name.is_empty()
             && name.len() <= 32

@@ -727,7 +727,7 @@ async fn hostile_messages_leave_page_working() {
     assert_eq!(publish(&relay, &channel, &html_envelope).await, 202);
 
     // A text with 1,000 combining marks (as many as fit the relay's publish limit here) paints
-    // only inside its own row: the row above it looks the same before and after it arrives,
+    // only inside its own row. The row above it looks the same before and after it arrives,
     // and the marked row stays a normal height.
     let above = message("m", Body::Text("above the marks marker-5d2c".to_owned()));
     assert_eq!(
@@ -986,7 +986,7 @@ async fn hostile_messages_leave_page_working() {
         assert_eq!(bidi, "isolate", "{text:?} is not isolated");
     }
 
-    // An image whose content the browser cannot decode says so in one plain sentence.
+    // An image whose content the browser cannot decode is reported in one plain sentence.
     let not_image = b"these bytes are no PNG marker-e1f4";
     let sealed = blob::encrypt(&password, not_image, &mut keys).unwrap();
     let sha256: [u8; 32] = Sha256::digest(&sealed).into();
@@ -1183,7 +1183,7 @@ async fn invalid_link_offers_new_room() {
     let browser = Browser::launch(PHONE.0, PHONE.1).await;
     let client = &browser.client;
 
-    // A fragment that is no room key: the page says so instead of "offline", with the link
+    // A fragment that is no room key: the page reports it instead of "offline", with the link
     // parser's reason, and neither connects nor offers to send.
     client.goto(&relay.url("/#notavalidkey")).await.unwrap();
     wait_for_status(client, "the page", "invalid link").await;

@@ -300,8 +300,8 @@ async fn reencode_image(room: &Room, file: &File, name: &str) -> Result<Prepared
         .window
         .create_image_bitmap_with_blob_and_image_bitmap_options(file, &options)
         .map_err(|e| describe(&e))?;
-    // The browser's own message for this ("The source image cannot be decoded.") says no
-    // more than these words.
+    // The browser's own message for this ("The source image cannot be decoded.") adds
+    // nothing to these words.
     let bitmap: ImageBitmap = JsFuture::from(promise)
         .await
         .map_err(|_| "the browser cannot decode it".to_owned())?

@@ -1,10 +1,9 @@
 //! The page's elements, and the rows the page adds to the message list.
 //!
 //! Everything a room member sent is inserted with `textContent` or as an attribute value, so
-//! markup in a message shows as text and never becomes part of the page. Each piece of it (a
-//! nick, a text, a file name) is also isolated for bidirectional layout, in a `<bdi>` or an
-//! element with `dir="auto"`, so right-to-left text or a stray direction character in it cannot
-//! reorder the words around it.
+//! markup in a message shows as text and never becomes part of the page. Each nick, text and
+//! file name is also isolated in a `<bdi>` or an element with `dir="auto"`. So right-to-left
+//! text or a stray direction character in it cannot reorder the words around it.
 
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -44,7 +43,7 @@ impl Status {
         }
     }
 
-    /// The class that colors the indicator's dot in style.css.
+    /// Returns the class that colors the indicator's dot in style.css.
     fn class(self) -> &'static str {
         match self {
             Self::InvalidLink => "invalid",

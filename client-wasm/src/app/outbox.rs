@@ -303,9 +303,8 @@ fn queued_count(body: &str) -> u32 {
         .map_or(1, |queued| queued.min(u32::MAX.into()) as u32)
 }
 
-/// Describes the relay's error response for a row's state. The text of a 429 or 503 answer
-/// says when to retry, which the page decides for itself and states apart, so those two are
-/// named by their status alone.
+/// Describes the relay's error response for a row's state. The text of a 429 or 503 response
+/// gives retry advice that only the page can act on, so those two are named by status alone.
 pub fn refusal(status: u16, body: &str) -> String {
     match status {
         429 => "the server limits how often this page sends (429 Too Many Requests)".to_owned(),
@@ -317,7 +316,7 @@ pub fn refusal(status: u16, body: &str) -> String {
     }
 }
 
-/// The state of a row while its message waits `delay_millis` for the next try.
+/// Formats the state of a row while its message waits `delay_millis` for the next try.
 pub fn retrying_in(reason: &str, delay_millis: u32) -> String {
     format!(
         "not sent yet: {reason}; trying again in {} s",
@@ -325,7 +324,7 @@ pub fn retrying_in(reason: &str, delay_millis: u32) -> String {
     )
 }
 
-/// The reason of a message or file given up after `attempts` failed tries, the last one
+/// Formats the reason of a message or file given up after `attempts` failed tries, the last one
 /// for `reason`.
 pub fn stopped_after(attempts: u32, reason: &str) -> String {
     format!("stopped after {attempts} tries, the last because {reason}")
