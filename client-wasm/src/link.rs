@@ -207,6 +207,26 @@ fn passphrase_password(key_text: &str, passphrase: &str) -> Zeroizing<String> {
     password
 }
 
+/// Returns whether `host`, a page address's host name as `location.hostname` gives it, names
+/// this machine: `localhost` or a name under `.localhost` (a trailing dot allowed), an address
+/// in 127.0.0.0/8, or `[::1]`. These are the hosts that W3C Secure Contexts counts as
+/// potentially trustworthy over plain HTTP, because the room link never leaves the machine.
+/// Every other host, IPv4-mapped loopback included, returns false.
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.to_ascii_lowercase();
+    let name = host.strip_suffix('.').unwrap_or(&host);
+    if name == "localhost" || name.ends_with(".localhost") {
+        return true;
+    }
+    if let Ok(ip) = host.parse::<std::net::Ipv4Addr>() {
+        return ip.is_loopback();
+    }
+    host.strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+        .and_then(|inner| inner.parse::<std::net::Ipv6Addr>().ok())
+        .is_some_and(|ip| ip.is_loopback())
+}
+
 fn check_value(password: &str) -> [u8; CHECK_LEN] {
     let derived = pbkdf2_sha256(password.as_bytes(), CHECK_SALT, DEFAULT_ITERATIONS);
     let mut check = [0u8; CHECK_LEN];
@@ -308,5 +328,43 @@ mod tests {
             RoomLink::parse(&format!("#{key}.AAAAAAAA.x")),
             Err(LinkError::InvalidCheck { .. })
         ));
+    }
+
+    #[test]
+    fn loopback_hosts_are_this_machine() {
+        let loopback = [
+            "localhost",
+            "LOCALHOST",
+            "localhost.",
+            "chat.localhost",
+            "a.b.localhost.",
+            "127.0.0.1",
+            "127.0.0.2",
+            "127.255.255.254",
+            "[::1]",
+            "[0:0:0:0:0:0:0:1]",
+        ];
+        for host in loopback {
+            assert!(is_loopback_host(host), "{host} is loopback");
+        }
+        let elsewhere = [
+            "",
+            "example.com",
+            "localhost.example.com",
+            "notlocalhost",
+            "127.0.0.1.nip.io",
+            "128.0.0.1",
+            "10.0.0.1",
+            "0.0.0.0",
+            "192.168.1.10",
+            "[::]",
+            "[::2]",
+            "[::ffff:7f00:1]",
+            "[fe80::1]",
+            "::1",
+        ];
+        for host in elsewhere {
+            assert!(!is_loopback_host(host), "{host} is not loopback");
+        }
     }
 }

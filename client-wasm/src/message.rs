@@ -9,7 +9,8 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use serde_json::{Map, Value};
 
 use crate::crypto::blob::MAX_PLAINTEXT_LEN;
 
@@ -64,7 +65,7 @@ impl MessageId {
         if !valid {
             return Err(MessageError::invalid(
                 "id",
-                "expected 22 base64url characters",
+                "it must be 22 base64url characters",
             ));
         }
         Ok(Self(text.to_owned()))
@@ -127,16 +128,36 @@ impl Attachment {
 /// Bytes a blob adds to its content: the 25-byte header and the 16-byte tag.
 pub const BLOB_OVERHEAD: usize = crate::crypto::blob::HEADER_LEN + crate::crypto::blob::TAG_LEN;
 
-/// The reason a plaintext that looked like one of our messages was rejected.
+/// The reason a plaintext that looked like one of our messages was rejected. The page shows
+/// it in a notice, so it names the field and the problem in words, never in serde's terms.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MessageError {
     #[error("the message of {bytes} bytes exceeds the limit of {MAX_MESSAGE_BYTES} bytes")]
     TooLarge { bytes: usize },
 
-    #[error("{reason}")]
-    Json { reason: String },
+    #[error("the message is not valid JSON")]
+    InvalidJson,
 
-    #[error("invalid {field:?} field: {reason}")]
+    #[error("the message is not a JSON object")]
+    NotObject,
+
+    #[error("{}", unknown_type_text(name.as_deref()))]
+    UnknownType {
+        /// The type's name when it is short and plain enough to show; `None` otherwise.
+        name: Option<String>,
+    },
+
+    #[error("the {field:?} field is missing")]
+    MissingField { field: &'static str },
+
+    #[error("the {field:?} field must be {expected}, not {found}")]
+    WrongType {
+        field: &'static str,
+        expected: &'static str,
+        found: &'static str,
+    },
+
+    #[error("the {field:?} field is invalid: {reason}")]
     InvalidField { field: &'static str, reason: String },
 }
 
@@ -147,13 +168,34 @@ impl MessageError {
             reason: reason.into(),
         }
     }
+
+    /// Builds the error for an unknown `type`, keeping the name only when it is at most 32
+    /// ASCII letters, digits, `-` or `_`, because a peer's text goes into the notice only then.
+    fn unknown_type(name: &str) -> Self {
+        let plain = !name.is_empty()
+            && name.len() <= 32
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        Self::UnknownType {
+            name: plain.then(|| name.to_owned()),
+        }
+    }
+}
+
+fn unknown_type_text(name: Option<&str>) -> String {
+    let known = "this page shows \"text\", \"image\" and \"file\"";
+    match name {
+        Some(name) => format!("the message type \"{name}\" is unknown: {known}"),
+        None => format!("the message type is unknown: {known}"),
+    }
 }
 
 /// The kind of a decrypted plaintext.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Received {
     Message(Message),
-    /// Text that is not one of our messages, shown as it is.
+    /// Text that is not one of our messages, shown as text after [`clean_message_text`].
     Plain(String),
     /// JSON that claims to be a message but does not pass the checks.
     Invalid {
@@ -167,7 +209,7 @@ impl Received {
         let looks_like_ours =
             plaintext.trim_start().starts_with('{') && plaintext.contains("\"type\"");
         if !looks_like_ours {
-            return Self::Plain(plaintext);
+            return Self::Plain(clean_message_text(&plaintext));
         }
         match Message::parse(&plaintext) {
             Ok(message) => Self::Message(message),
@@ -178,9 +220,9 @@ impl Received {
     }
 }
 
-/// The JSON form of a message, as written and read. Unknown fields are ignored, so a later
-/// version can add some; an unknown `type` is an error.
-#[derive(Serialize, Deserialize)]
+/// The JSON form of a message as this page writes it. Reading goes through
+/// [`serde_json::Value`] and [`Fields`] instead, so every error names the field in words.
+#[derive(Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 enum Wire {
     Text {
@@ -207,7 +249,7 @@ enum Wire {
     },
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize)]
 struct WireAttachment {
     blob: String,
     sha256: String,
@@ -217,53 +259,48 @@ struct WireAttachment {
 }
 
 impl Message {
-    /// Parses and checks a plaintext as one of our messages.
+    /// Parses and checks a plaintext as one of our messages. Unknown fields are ignored, so a
+    /// later version can add some; an unknown `type` is an error.
     pub fn parse(plaintext: &str) -> Result<Self, MessageError> {
         if plaintext.len() > MAX_MESSAGE_BYTES {
             return Err(MessageError::TooLarge {
                 bytes: plaintext.len(),
             });
         }
-        let wire: Wire = serde_json::from_str(plaintext).map_err(|e| MessageError::Json {
-            reason: e.to_string(),
-        })?;
-
-        let (id, nick, sent, body) = match wire {
-            Wire::Text {
-                id,
-                nick,
-                sent,
-                text,
-            } => (id, nick, sent, Body::Text(check_text(text)?)),
-            Wire::Image {
-                id,
-                nick,
-                sent,
-                attachment,
-                width,
-                height,
-            } => {
-                let body = Body::Image {
-                    attachment: attachment.check()?,
-                    width: check_side("width", width)?,
-                    height: check_side("height", height)?,
-                };
-                (id, nick, sent, body)
-            }
-            Wire::File {
-                id,
-                nick,
-                sent,
-                attachment,
-            } => (id, nick, sent, Body::File(attachment.check()?)),
+        // serde_json bounds the nesting depth at 128, and the size is bounded above.
+        let value: Value =
+            serde_json::from_str(plaintext).map_err(|_| MessageError::InvalidJson)?;
+        let Value::Object(object) = value else {
+            return Err(MessageError::NotObject);
         };
+        let fields = Fields(&object);
 
-        if sent > MAX_SENT_MILLIS {
-            return Err(MessageError::invalid("sent", "not a time in milliseconds"));
+        let kind = fields.string("type")?;
+        if !matches!(kind, "text" | "image" | "file") {
+            return Err(MessageError::unknown_type(kind));
         }
+        let id = MessageId::parse(fields.string("id")?)?;
+        let nick = clean_nick(fields.string("nick")?);
+        let sent = fields.integer("sent")?;
+        if sent > MAX_SENT_MILLIS {
+            return Err(MessageError::invalid(
+                "sent",
+                "it is not a time in milliseconds since 1970",
+            ));
+        }
+
+        let body = match kind {
+            "text" => Body::Text(check_text(fields.string("text")?)?),
+            "image" => Body::Image {
+                attachment: read_attachment(&fields)?,
+                width: check_side("width", fields.integer("width")?)?,
+                height: check_side("height", fields.integer("height")?)?,
+            },
+            _ => Body::File(read_attachment(&fields)?),
+        };
         Ok(Self {
-            id: MessageId::parse(&id)?,
-            nick: clean_nick(&nick),
+            id,
+            nick,
             sent,
             body,
         })
@@ -305,50 +342,90 @@ impl Message {
     }
 }
 
-impl WireAttachment {
-    fn check(self) -> Result<Attachment, MessageError> {
-        let blob_valid = self.blob.len() == 32
-            && self
-                .blob
-                .bytes()
-                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        if !blob_valid {
-            return Err(MessageError::invalid(
-                "blob",
-                "expected 32 lowercase hex digits",
-            ));
-        }
-        let sha256 = parse_sha256(&self.sha256)
-            .ok_or_else(|| MessageError::invalid("sha256", "expected 64 lowercase hex digits"))?;
-        if self.size > MAX_PLAINTEXT_LEN as u64 {
-            return Err(MessageError::invalid(
-                "size",
-                format!(
-                    "{} bytes exceeds the limit of {MAX_PLAINTEXT_LEN}",
-                    self.size
-                ),
-            ));
-        }
-        if self.name.len() > MAX_NAME_BYTES {
-            return Err(MessageError::invalid(
-                "name",
-                format!("longer than {MAX_NAME_BYTES} bytes"),
-            ));
-        }
-        if self.mime.len() > MAX_MIME_BYTES {
-            return Err(MessageError::invalid(
-                "mime",
-                format!("longer than {MAX_MIME_BYTES} bytes"),
-            ));
-        }
-        Ok(Attachment {
-            blob: self.blob,
-            sha256,
-            mime: clean_mime(&self.mime),
-            name: clean_display_text(&self.name),
-            size: self.size,
+/// The fields of a message's JSON object, read with errors that name the field.
+struct Fields<'a>(&'a Map<String, Value>);
+
+impl<'a> Fields<'a> {
+    fn get(&self, field: &'static str) -> Result<&'a Value, MessageError> {
+        self.0
+            .get(field)
+            .ok_or(MessageError::MissingField { field })
+    }
+
+    fn string(&self, field: &'static str) -> Result<&'a str, MessageError> {
+        let value = self.get(field)?;
+        value.as_str().ok_or(MessageError::WrongType {
+            field,
+            expected: "text",
+            found: kind_of(value),
         })
     }
+
+    fn integer(&self, field: &'static str) -> Result<u64, MessageError> {
+        let value = self.get(field)?;
+        value.as_u64().ok_or(MessageError::WrongType {
+            field,
+            expected: "a whole number",
+            found: kind_of(value),
+        })
+    }
+}
+
+/// Names the kind of a JSON value in words, for [`MessageError::WrongType`].
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "true or false",
+        Value::Number(number) if number.is_u64() => "a number",
+        Value::Number(number) if number.is_i64() => "a negative number",
+        Value::Number(_) => "a fraction or an out-of-range number",
+        Value::String(_) => "text",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Reads and checks the fields that announce a blob.
+fn read_attachment(fields: &Fields) -> Result<Attachment, MessageError> {
+    let blob = fields.string("blob")?;
+    let blob_valid =
+        blob.len() == 32 && blob.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if !blob_valid {
+        return Err(MessageError::invalid(
+            "blob",
+            "it must be 32 lowercase hex digits",
+        ));
+    }
+    let sha256 = parse_sha256(fields.string("sha256")?)
+        .ok_or_else(|| MessageError::invalid("sha256", "it must be 64 lowercase hex digits"))?;
+    let size = fields.integer("size")?;
+    if size > MAX_PLAINTEXT_LEN as u64 {
+        return Err(MessageError::invalid(
+            "size",
+            format!("{size} bytes exceeds the limit of {MAX_PLAINTEXT_LEN} bytes"),
+        ));
+    }
+    let name = fields.string("name")?;
+    if name.len() > MAX_NAME_BYTES {
+        return Err(MessageError::invalid(
+            "name",
+            format!("it is longer than {MAX_NAME_BYTES} bytes"),
+        ));
+    }
+    let mime = fields.string("mime")?;
+    if mime.len() > MAX_MIME_BYTES {
+        return Err(MessageError::invalid(
+            "mime",
+            format!("it is longer than {MAX_MIME_BYTES} bytes"),
+        ));
+    }
+    Ok(Attachment {
+        blob: blob.to_owned(),
+        sha256,
+        mime: clean_mime(mime),
+        name: clean_file_name(name),
+        size,
+    })
 }
 
 impl From<&Attachment> for WireAttachment {
@@ -363,24 +440,28 @@ impl From<&Attachment> for WireAttachment {
     }
 }
 
-fn check_text(text: String) -> Result<String, MessageError> {
+fn check_text(text: &str) -> Result<String, MessageError> {
     if text.len() > MAX_TEXT_BYTES {
         return Err(MessageError::invalid(
             "text",
-            format!("{} bytes exceeds the limit of {MAX_TEXT_BYTES}", text.len()),
+            format!(
+                "{} bytes exceeds the limit of {MAX_TEXT_BYTES} bytes",
+                text.len()
+            ),
         ));
     }
-    Ok(text)
+    Ok(clean_message_text(text))
 }
 
-fn check_side(field: &'static str, pixels: u32) -> Result<u32, MessageError> {
-    if pixels == 0 || pixels > MAX_IMAGE_SIDE {
+fn check_side(field: &'static str, pixels: u64) -> Result<u32, MessageError> {
+    if pixels == 0 || pixels > u64::from(MAX_IMAGE_SIDE) {
         return Err(MessageError::invalid(
             field,
             format!("{pixels} is outside 1 to {MAX_IMAGE_SIDE} pixels"),
         ));
     }
-    Ok(pixels)
+    // The check above keeps `pixels` within MAX_IMAGE_SIDE, which fits a u32.
+    Ok(pixels as u32)
 }
 
 /// Returns a nick fit to show: control characters removed, trimmed, cut to
@@ -399,7 +480,8 @@ pub fn clean_nick(nick: &str) -> String {
 }
 
 /// Removes control characters and the Unicode characters that reorder text (bidirectional
-/// overrides and isolates), which can make `photo_gpj.exe` read as `photo_exe.jpg`.
+/// marks, embeddings, overrides and isolates), which can make `photo_gpj.exe` read as
+/// `photo_exe.jpg`.
 pub fn clean_display_text(text: &str) -> String {
     text.chars()
         .filter(|c| !c.is_control() && !is_bidi_control(*c))
@@ -408,6 +490,35 @@ pub fn clean_display_text(text: &str) -> String {
 
 fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Returns a file name fit to announce and to show: [`clean_display_text`], cut to at most
+/// [`MAX_NAME_BYTES`] on a character boundary. The sender's own row and every receiver show
+/// this same name.
+pub fn clean_file_name(name: &str) -> String {
+    let mut cleaned = clean_display_text(name);
+    if cleaned.len() > MAX_NAME_BYTES {
+        let mut end = MAX_NAME_BYTES;
+        while !cleaned.is_char_boundary(end) {
+            end -= 1;
+        }
+        cleaned.truncate(end);
+    }
+    cleaned
+}
+
+/// Returns message text fit to send and to show: without the bidirectional override
+/// characters LRO and RLO (U+202D, U+202E), which display the characters after them in
+/// reverse: `abc \u{202E}dcba` would read `abc abcd`.
+///
+/// Embeddings, isolates and marks stay, because mixed left-to-right and right-to-left
+/// writing needs them and they cannot reverse a run of letters. They are not balanced here
+/// either: the page shows each text as its own isolated paragraph (`dir="auto"`), where an
+/// unclosed embedding ends with the text and a stray closing character is ignored.
+pub fn clean_message_text(text: &str) -> String {
+    text.chars()
+        .filter(|c| !matches!(c, '\u{202D}' | '\u{202E}'))
+        .collect()
 }
 
 /// Checks a MIME type's syntax (`type/subtype` of RFC 6838 name characters, parameters
@@ -506,6 +617,31 @@ pub fn human_size(bytes: u64) -> String {
     }
 }
 
+/// Formats an exact byte count with thousands separators: `16,386 bytes`.
+pub fn exact_size(bytes: u64) -> String {
+    let digits = bytes.to_string();
+    let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            grouped.push(',');
+        }
+        grouped.push(digit);
+    }
+    let unit = if bytes == 1 { "byte" } else { "bytes" };
+    format!("{grouped} {unit}")
+}
+
+/// Formats a size and the limit it is measured against, for messages such as "`size`, and
+/// the limit is `limit`". Both are rounded by [`human_size`] while that keeps them apart, and
+/// given as [`exact_size`] when rounding would show the same figure for both.
+pub fn size_and_limit(size: u64, limit: u64) -> (String, String) {
+    let (size_text, limit_text) = (human_size(size), human_size(limit));
+    if size != limit && size_text == limit_text {
+        return (exact_size(size), exact_size(limit));
+    }
+    (size_text, limit_text)
+}
+
 /// Writes bytes as lowercase hex.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -601,8 +737,32 @@ mod tests {
         let Received::Invalid { reason } = received else {
             panic!("expected Invalid, got {received:?}");
         };
-        assert!(reason.contains("video"), "{reason}");
+        assert_eq!(
+            reason,
+            r#"the message type "video" is unknown: this page shows "text", "image" and "file""#
+        );
+
+        let odd = Received::classify(r#"{"type":"<b>\u202e</b>"}"#.into());
+        let Received::Invalid { reason } = odd else {
+            panic!("expected Invalid, got {odd:?}");
+        };
+        assert!(
+            reason.starts_with("the message type is unknown"),
+            "{reason}"
+        );
     }
+
+    /// Words of serde's and Rust's that must never reach a notice.
+    const PARSER_WORDS: [&str; 8] = [
+        "invalid type",
+        "expected",
+        "variant",
+        "identifier",
+        "line 1",
+        "column",
+        "u64",
+        "u32",
+    ];
 
     #[test]
     fn malformed_fields_are_invalid() {
@@ -618,19 +778,73 @@ mod tests {
         }
         .to_json();
         let cases = [
-            ("\"AAAAAAAAAAAAAAAAAAAAAA\"", "\"short\"", "id"),
-            ("\"sent\":5", "\"sent\":8640000000000001", "sent"),
-            ("\"sent\":5", "\"sent\":\"5\"", "invalid type"),
+            (
+                "\"AAAAAAAAAAAAAAAAAAAAAA\"",
+                "\"short\"",
+                r#"the "id" field is invalid: it must be 22 base64url characters"#,
+            ),
+            (
+                "\"sent\":5",
+                "\"sent\":8640000000000001",
+                r#"the "sent" field is invalid: it is not a time in milliseconds since 1970"#,
+            ),
+            (
+                "\"sent\":5",
+                "\"sent\":\"5\"",
+                r#"the "sent" field must be a whole number, not text"#,
+            ),
+            (
+                "\"sent\":5",
+                "\"sent\":-5",
+                r#"the "sent" field must be a whole number, not a negative number"#,
+            ),
+            (
+                "\"sent\":5",
+                "\"sent\":5.5",
+                r#"the "sent" field must be a whole number, not a fraction or an out-of-range number"#,
+            ),
+            (
+                "\"type\":\"image\"",
+                "\"type\":5",
+                r#"the "type" field must be text, not a number"#,
+            ),
+            (
+                "\"nick\":\"n\"",
+                "\"nick\":null",
+                r#"the "nick" field must be text, not null"#,
+            ),
             (
                 "0123456789abcdef0123456789abcdef",
                 "0123456789ABCDEF0123456789ABCDEF",
-                "blob",
+                r#"the "blob" field is invalid: it must be 32 lowercase hex digits"#,
             ),
-            (&hex(&[7; 32]), "zz", "sha256"),
-            ("\"size\":1234", "\"size\":8388609", "size"),
-            ("\"width\":10", "\"width\":0", "width"),
-            ("\"height\":10", "\"height\":16385", "height"),
-            (",\"height\":10", "", "height"),
+            (
+                &hex(&[7; 32]),
+                "zz",
+                r#"the "sha256" field is invalid: it must be 64 lowercase hex digits"#,
+            ),
+            (
+                "\"size\":1234",
+                "\"size\":8388609",
+                r#"the "size" field is invalid: 8388609 bytes exceeds the limit of 8388608 bytes"#,
+            ),
+            (
+                "\"size\":1234",
+                "\"size\":[1234]",
+                r#"the "size" field must be a whole number, not a list"#,
+            ),
+            (
+                "\"width\":10",
+                "\"width\":0",
+                r#"the "width" field is invalid: 0 is outside 1 to 16384 pixels"#,
+            ),
+            (
+                "\"height\":10",
+                "\"height\":16385",
+                r#"the "height" field is invalid: 16385 is outside 1 to 16384 pixels"#,
+            ),
+            (",\"height\":10", "", r#"the "height" field is missing"#),
+            ("}", "", "the message is not valid JSON"),
         ];
         for (from, to, expected) in cases {
             let json = valid.replacen(from, to, 1);
@@ -638,7 +852,10 @@ mod tests {
             let Received::Invalid { reason } = Received::classify(json.clone()) else {
                 panic!("{json} was accepted");
             };
-            assert!(reason.contains(expected), "{reason} for {json}");
+            assert_eq!(reason, expected, "for {json}");
+            for word in PARSER_WORDS {
+                assert!(!reason.contains(word), "{reason:?} contains {word:?}");
+            }
         }
     }
 
@@ -728,6 +945,88 @@ mod tests {
         assert_eq!(human_size(812), "812 bytes");
         assert_eq!(human_size(4300), "4.2 KiB");
         assert_eq!(human_size(8 << 20), "8.0 MiB");
+    }
+
+    #[test]
+    fn exact_sizes_group_thousands() {
+        assert_eq!(exact_size(0), "0 bytes");
+        assert_eq!(exact_size(1), "1 byte");
+        assert_eq!(exact_size(999), "999 bytes");
+        assert_eq!(exact_size(16_386), "16,386 bytes");
+        assert_eq!(exact_size(8_388_567), "8,388,567 bytes");
+        assert_eq!(exact_size(u64::MAX), "18,446,744,073,709,551,615 bytes");
+    }
+
+    #[test]
+    fn size_and_limit_never_read_equal() {
+        let cases = [
+            (16_386, 16_384, "16,386 bytes", "16,384 bytes"),
+            (8_388_568, 8_388_567, "8,388,568 bytes", "8,388,567 bytes"),
+            (20 << 20, 8 << 20, "20.0 MiB", "8.0 MiB"),
+            (1_500, 1_024, "1.5 KiB", "1.0 KiB"),
+            (2_000, 1_000, "2.0 KiB", "1000 bytes"),
+        ];
+        for (size, limit, size_text, limit_text) in cases {
+            let (shown_size, shown_limit) = size_and_limit(size, limit);
+            assert_eq!(shown_size, size_text, "size {size} against {limit}");
+            assert_eq!(shown_limit, limit_text, "limit {limit} against {size}");
+        }
+    }
+
+    #[test]
+    fn file_name_cleaned_and_cut() {
+        assert_eq!(
+            clean_file_name(".hidden..\u{202E}gpj.exe"),
+            ".hidden..gpj.exe"
+        );
+        assert_eq!(clean_file_name("a\u{2067}b\u{200F}c\u{0007}"), "abc");
+        let long = "é".repeat(200);
+        let cut = clean_file_name(&long);
+        assert_eq!(cut.len(), 254, "cut on a character boundary");
+        assert!(long.starts_with(&cut));
+
+        let message = Message {
+            id: id(),
+            nick: "n".into(),
+            sent: 1,
+            body: Body::File(Attachment {
+                name: ".hidden..\u{202E}gpj.exe".into(),
+                ..attachment()
+            }),
+        };
+        let Ok(Message {
+            body: Body::File(received),
+            ..
+        }) = Message::parse(&message.to_json())
+        else {
+            panic!("the file message did not parse");
+        };
+        assert_eq!(received.name, clean_file_name(".hidden..\u{202E}gpj.exe"));
+    }
+
+    #[test]
+    fn message_text_loses_overrides() {
+        assert_eq!(
+            clean_message_text("abc \u{202E}dcba\u{202C} after"),
+            "abc dcba\u{202C} after"
+        );
+        assert_eq!(clean_message_text("\u{202D}x"), "x");
+        // Embeddings, isolates and marks of right-to-left writing stay.
+        let mixed = "\u{2067}\u{05E9}\u{05DC}\u{05D5}\u{05DD}\u{2069} \u{202B}a\u{202C}\u{200F}";
+        assert_eq!(clean_message_text(mixed), mixed);
+
+        let json = format!(
+            r#"{{"type":"text","id":"AAAAAAAAAAAAAAAAAAAAAA","nick":"n","sent":1,"text":"{}"}}"#,
+            "abc \u{202E}dcba after"
+        );
+        let Ok(Message {
+            body: Body::Text(text),
+            ..
+        }) = Message::parse(&json)
+        else {
+            panic!("the text message did not parse");
+        };
+        assert_eq!(text, "abc dcba after");
     }
 
     #[test]

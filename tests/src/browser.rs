@@ -32,15 +32,23 @@ impl Browser {
     /// Widths below Chromium's smallest window (500 pixels) use mobile emulation, so that the
     /// page's viewport has the width asked for.
     pub async fn launch(width: u32, height: u32) -> Self {
-        Self::launch_with(width, height, false).await
+        Self::launch_with(width, height, false, &[]).await
     }
 
     /// Starts a browser like [`Browser::launch`] whose pages prefer a dark color scheme.
     pub async fn launch_dark(width: u32, height: u32) -> Self {
-        Self::launch_with(width, height, true).await
+        Self::launch_with(width, height, true, &[]).await
     }
 
-    async fn launch_with(width: u32, height: u32, dark: bool) -> Self {
+    /// Starts a browser like [`Browser::launch`] that resolves the host name `host` to
+    /// 127.0.0.1, so a page can be loaded from a name that is not this machine's while every
+    /// connection stays on loopback. Chromium still treats the page as coming from `host`.
+    pub async fn launch_resolving(width: u32, height: u32, host: &str) -> Self {
+        let rule = format!("--host-resolver-rules=MAP {host} 127.0.0.1");
+        Self::launch_with(width, height, false, &[rule]).await
+    }
+
+    async fn launch_with(width: u32, height: u32, dark: bool, extra_args: &[String]) -> Self {
         let port = free_port();
         let driver = Command::new(chromedriver_path())
             .arg(format!("--port={port}"))
@@ -76,10 +84,11 @@ impl Browser {
             }
         });
         let mut capabilities = capabilities;
+        let args = capabilities["goog:chromeOptions"]["args"].as_array_mut();
+        let args = args.expect("the options above have an argument list");
+        args.extend(extra_args.iter().cloned().map(serde_json::Value::from));
         if dark {
             // Blink's preferred color scheme 0 is dark: the page's prefers-color-scheme.
-            let args = capabilities["goog:chromeOptions"]["args"].as_array_mut();
-            let args = args.expect("the options above have an argument list");
             args.push("--blink-settings=preferredColorScheme=0".into());
         }
         if width < 500 {
@@ -113,9 +122,23 @@ impl Browser {
         crate::eventually(
             &format!("the download {name:?}"),
             Duration::from_secs(30),
-            || async { std::fs::read(&path).ok() },
+            || async { self.finished_download(&path) },
         )
         .await
+    }
+
+    /// Reads a download once Chromium has finished it. Chromium creates the final file empty
+    /// before it writes the content to a `.crdownload` file and renames that over it, so an
+    /// empty file or any `.crdownload` file means the download is still running.
+    fn finished_download(&self, path: &Path) -> Option<Vec<u8>> {
+        let running = std::fs::read_dir(self.downloads.path())
+            .ok()?
+            .filter_map(Result::ok)
+            .any(|entry| entry.path().extension().is_some_and(|e| e == "crdownload"));
+        if running {
+            return None;
+        }
+        std::fs::read(path).ok().filter(|bytes| !bytes.is_empty())
     }
 }
 

@@ -19,11 +19,13 @@ use web_sys::{
     XmlHttpRequest,
 };
 
-use super::dom::{MessageRow, OBJECT_URL_ATTRIBUTE};
+use super::dom::{MessageRow, OBJECT_URL_ATTRIBUTE, Piece};
 use super::download::{object_url, sha256};
 use super::timer::{jitter, sleep};
 use super::{App, Room, describe, listen, outbox};
-use crate::message::{Attachment, BLOB_OVERHEAD, Body, clean_mime, human_size};
+use crate::message::{
+    Attachment, BLOB_OVERHEAD, Body, clean_file_name, clean_mime, human_size, size_and_limit,
+};
 use crate::pacing::retry_delay_millis;
 
 /// Maximum side of a sent image, in pixels.
@@ -152,38 +154,42 @@ struct Prepared {
 }
 
 async fn send_file(room: &Rc<Room>, file: &File) {
-    let name = file.name();
+    // Cleaned before anything shows it, as receivers clean it, so every row shows one name.
+    let name = clean_file_name(&file.name());
     let mime = clean_mime(&file.type_());
     let prepared = if IMAGE_INPUT_TYPES.contains(&mime.as_str()) {
-        match reencode_image(room, file).await {
+        match reencode_image(room, file, &name).await {
             Ok(prepared) => Ok(prepared),
             Err(reason) => {
-                room.elements.show_notice(&format!(
-                    "{name} could not be read as an image ({reason}), so it is sent as a file."
-                ));
-                read_file(file, mime).await
+                room.elements.show_notice_pieces(&[
+                    Piece::Peer(&name),
+                    Piece::Page(&format!(
+                        " could not be prepared as an image ({reason}), so it is sent as a file."
+                    )),
+                ]);
+                read_file(file, &name, mime).await
             }
         }
     } else {
-        read_file(file, mime).await
+        read_file(file, &name, mime).await
     };
     let prepared = match prepared {
         Ok(prepared) => prepared,
         Err(reason) => {
-            room.elements
-                .show_notice(&format!("{name} was not sent: {reason}."));
+            room.elements.show_notice_pieces(&[
+                Piece::Peer(&name),
+                Piece::Page(&format!(" was not sent: {reason}.")),
+            ]);
             return;
         }
     };
 
     let size = u64::from(prepared.content.length());
     if size > MAX_FILE_BYTES {
-        room.elements.show_notice(&format!(
-            "{name} is too large to send: {size} bytes ({}), and the limit is {MAX_FILE_BYTES} \
-             bytes ({}).",
-            human_size(size),
-            human_size(MAX_FILE_BYTES)
-        ));
+        room.elements.show_notice_pieces(&[
+            Piece::Peer(&name),
+            Piece::Page(&format!(" was not sent: {}.", too_large(size))),
+        ]);
         return;
     }
     let Some(mut message) = room.new_message(Body::Text(String::new())) else {
@@ -200,7 +206,7 @@ async fn send_file(room: &Rc<Room>, file: &File) {
     let (blob, sha256) = match uploaded {
         Ok(uploaded) => uploaded,
         Err(reason) => {
-            row.set_failed(&reason);
+            row.set_failed(&format!("not sent: {reason}"));
             return;
         }
     };
@@ -244,25 +250,29 @@ fn preview(room: &Room, row: &MessageRow, prepared: &Prepared) {
     } else {
         let _ = row.row.class_list().add_1("file");
         let size = u64::from(prepared.content.length());
-        let _ = room.elements.append_text(
+        let _ = room.elements.append_line(
             body,
             "p",
             "file-name",
-            &format!("{} ({})", prepared.name, human_size(size)),
+            &[
+                Piece::Peer(&prepared.name),
+                Piece::Page(&format!(" ({})", human_size(size))),
+            ],
         );
     }
 }
 
-/// Reads a file's bytes as they are.
-async fn read_file(file: &File, mime: String) -> Result<Prepared, String> {
+/// Explains that `size` bytes exceed [`MAX_FILE_BYTES`], with exact figures where rounded ones
+/// would read the same.
+fn too_large(size: u64) -> String {
+    let (size, limit) = size_and_limit(size, MAX_FILE_BYTES);
+    format!("it is {size}, over the limit of {limit}")
+}
+
+/// Reads a file's bytes as they are; `name` is the file's cleaned name.
+async fn read_file(file: &File, name: &str, mime: String) -> Result<Prepared, String> {
     if file.size() > MAX_FILE_BYTES as f64 {
-        let size = file.size() as u64;
-        return Err(format!(
-            "it is too large to send: {size} bytes ({}), and the limit is {MAX_FILE_BYTES} \
-             bytes ({})",
-            human_size(size),
-            human_size(MAX_FILE_BYTES)
-        ));
+        return Err(too_large(file.size() as u64));
     }
     let buffer = JsFuture::from(file.array_buffer())
         .await
@@ -270,19 +280,18 @@ async fn read_file(file: &File, mime: String) -> Result<Prepared, String> {
     Ok(Prepared {
         content: Uint8Array::new(&buffer),
         mime,
-        name: file.name(),
+        name: name.to_owned(),
         size: None,
     })
 }
 
 /// Decodes an image with its orientation applied, scales it to at most [`MAX_IMAGE_SIDE`],
-/// and encodes it as JPEG.
-async fn reencode_image(room: &Room, file: &File) -> Result<Prepared, String> {
+/// and encodes it as JPEG; `name` is the file's cleaned name.
+async fn reencode_image(room: &Room, file: &File, name: &str) -> Result<Prepared, String> {
     if file.size() > MAX_IMAGE_INPUT_BYTES {
+        let (size, limit) = size_and_limit(file.size() as u64, MAX_IMAGE_INPUT_BYTES as u64);
         return Err(format!(
-            "{} is more than the {} this page decodes",
-            human_size(file.size() as u64),
-            human_size(MAX_IMAGE_INPUT_BYTES as u64)
+            "it is {size}, and this page decodes images of at most {limit}"
         ));
     }
     let options = ImageBitmapOptions::new();
@@ -291,9 +300,11 @@ async fn reencode_image(room: &Room, file: &File) -> Result<Prepared, String> {
         .window
         .create_image_bitmap_with_blob_and_image_bitmap_options(file, &options)
         .map_err(|e| describe(&e))?;
+    // The browser's own message for this ("The source image cannot be decoded.") adds
+    // nothing to these words.
     let bitmap: ImageBitmap = JsFuture::from(promise)
         .await
-        .map_err(|e| describe(&e))?
+        .map_err(|_| "the browser cannot decode it".to_owned())?
         .unchecked_into();
 
     let (width, height) = scaled_size(bitmap.width(), bitmap.height());
@@ -303,7 +314,7 @@ async fn reencode_image(room: &Room, file: &File) -> Result<Prepared, String> {
     Ok(Prepared {
         content,
         mime: "image/jpeg".to_owned(),
-        name: jpeg_name(&file.name()),
+        name: clean_file_name(&jpeg_name(name)),
         size: Some((width, height)),
     })
 }
@@ -416,14 +427,11 @@ async fn encrypt_and_upload(
                 }
                 attempts += 1;
                 if attempts >= MAX_UPLOAD_ATTEMPTS {
-                    break Err(reason);
+                    break Err(outbox::stopped_after(attempts, &reason));
                 }
                 let delay =
                     after_millis.unwrap_or_else(|| retry_delay_millis(attempts - 1, jitter()));
-                row.set_state(&format!(
-                    "upload failed ({reason}); retrying in {} s",
-                    delay.div_ceil(1000)
-                ));
+                row.set_state(&outbox::retrying_in(&reason, delay));
                 sleep(delay).await;
             }
         }
@@ -505,7 +513,7 @@ async fn upload(
                 .and_then(|value| value.trim().parse::<u32>().ok())
                 .map(|seconds| seconds.min(120) * 1000);
             Err(UploadError::Retry {
-                reason: format!("the server answered {status}: {}", body.trim()),
+                reason: outbox::refusal(status, &body),
                 after_millis,
             })
         }
@@ -513,10 +521,7 @@ async fn upload(
             reason: format!("the server answered {status}"),
             after_millis: None,
         }),
-        status => Err(UploadError::Reject(format!(
-            "the server answered {status}: {}",
-            body.trim()
-        ))),
+        status => Err(UploadError::Reject(outbox::refusal(status, &body))),
     }
 }
 

@@ -1,7 +1,9 @@
 //! The page's elements, and the rows the page adds to the message list.
 //!
 //! Everything a room member sent is inserted with `textContent` or as an attribute value, so
-//! markup in a message shows as text and never becomes part of the page.
+//! markup in a message shows as text and never becomes part of the page. Each nick, text and
+//! file name is also isolated in a `<bdi>` or an element with `dir="auto"`. So right-to-left
+//! text or a stray direction character in it cannot reorder the words around it.
 
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -25,6 +27,8 @@ pub enum Status {
     Offline,
     /// Waiting for the passphrase before joining.
     Locked,
+    /// The address names no room, so the page does not connect.
+    InvalidLink,
 }
 
 impl Status {
@@ -35,8 +39,25 @@ impl Status {
             Self::Reconnecting => "reconnecting",
             Self::Offline => "offline",
             Self::Locked => "locked",
+            Self::InvalidLink => "invalid link",
         }
     }
+
+    /// Returns the class that colors the indicator's dot in style.css.
+    fn class(self) -> &'static str {
+        match self {
+            Self::InvalidLink => "invalid",
+            other => other.label(),
+        }
+    }
+}
+
+/// A piece of a line of text: the page's own words, or text from a room member (or from a
+/// local file's name), which is isolated in a `<bdi>`.
+#[derive(Clone, Copy)]
+pub enum Piece<'a> {
+    Page(&'a str),
+    Peer(&'a str),
 }
 
 /// The elements of the chat markup in `index.html`, found once at start-up.
@@ -54,6 +75,9 @@ pub struct Elements {
     pub new_room: HtmlButtonElement,
     pub new_passphrase_room: HtmlButtonElement,
     pub insecure_warning: HtmlElement,
+    pub link_error: HtmlElement,
+    link_error_reason: HtmlElement,
+    pub link_error_new_room: HtmlButtonElement,
     pub unlock: HtmlFormElement,
     pub unlock_passphrase: HtmlInputElement,
     pub unlock_error: HtmlElement,
@@ -95,6 +119,9 @@ impl Elements {
             new_room: by_id(d, "new-room")?,
             new_passphrase_room: by_id(d, "new-passphrase-room")?,
             insecure_warning: by_id(d, "insecure-warning")?,
+            link_error: by_id(d, "link-error")?,
+            link_error_reason: by_id(d, "link-error-reason")?,
+            link_error_new_room: by_id(d, "link-error-new-room")?,
             unlock: by_id(d, "unlock")?,
             unlock_passphrase: by_id(d, "unlock-passphrase")?,
             unlock_error: by_id(d, "unlock-error")?,
@@ -118,7 +145,7 @@ impl Elements {
     pub fn set_status(&self, status: Status) {
         self.status.set_text_content(Some(status.label()));
         self.status
-            .set_class_name(&format!("status {}", status.label()));
+            .set_class_name(&format!("status {}", status.class()));
     }
 
     /// Shows the subscriber count, or nothing while it is not known.
@@ -140,7 +167,14 @@ impl Elements {
 
     /// Appends a short notice from the page itself and returns its row.
     pub fn show_notice(&self, text: &str) -> Option<Element> {
-        let row = self.notice_row(text)?;
+        self.show_notice_pieces(&[Piece::Page(text)])
+    }
+
+    /// Appends a notice made of `pieces`, such as a sentence around a file name, and returns
+    /// its row.
+    pub fn show_notice_pieces(&self, pieces: &[Piece]) -> Option<Element> {
+        let row = self.create("li", "notice").ok()?;
+        self.append_pieces(&row, pieces).ok()?;
         self.push(&row);
         Some(row)
     }
@@ -152,11 +186,25 @@ impl Elements {
         Some(row)
     }
 
-    /// Shows an error that stops the page, such as an invalid room link, and disables sending.
-    pub fn show_fatal(&self, text: &str) {
-        self.show_notice(text);
-        self.set_status(Status::Offline);
+    /// Shows why the address names no room, with a button that starts a new one, and stops
+    /// the page from connecting or sending. `reason` is the link parser's error.
+    pub fn show_invalid_link(&self, reason: &str) {
+        self.link_error_reason
+            .set_text_content(Some(&format!("{}.", capitalize(reason))));
+        self.link_error.set_hidden(false);
+        self.unlock.set_hidden(true);
+        self.invite.set_hidden(true);
+        self.invite_button.set_hidden(true);
+        let _ = self.invite_button.set_attribute("aria-expanded", "false");
+        self.set_status(Status::InvalidLink);
+        self.set_count(None);
         self.set_composer_enabled(false);
+    }
+
+    /// Hides what [`Elements::show_invalid_link`] showed, when the page enters a room.
+    pub fn hide_invalid_link(&self) {
+        self.link_error.set_hidden(true);
+        self.invite_button.set_hidden(false);
     }
 
     /// Shows or hides the message form; it is hidden while the room is locked.
@@ -187,12 +235,62 @@ impl Elements {
         Ok(child)
     }
 
+    /// Appends a child element that shows a room member's `text`, isolated with `dir="auto"`:
+    /// its own direction comes from its first strong character, and nothing in it reorders
+    /// the text around it.
+    pub fn append_peer_text(
+        &self,
+        parent: &Element,
+        tag: &str,
+        class: &str,
+        text: &str,
+    ) -> Result<Element, JsValue> {
+        let child = self.append_text(parent, tag, class, text)?;
+        child.set_attribute("dir", "auto")?;
+        Ok(child)
+    }
+
+    /// Appends a child element that shows `pieces` in order, each [`Piece::Peer`] in its own
+    /// `<bdi>`.
+    pub fn append_line(
+        &self,
+        parent: &Element,
+        tag: &str,
+        class: &str,
+        pieces: &[Piece],
+    ) -> Result<Element, JsValue> {
+        let child = self.create(tag, class)?;
+        self.append_pieces(&child, pieces)?;
+        parent.append_child(&child)?;
+        Ok(child)
+    }
+
+    /// Replaces the content of `element` with `pieces`.
+    pub fn set_pieces(&self, element: &Element, pieces: &[Piece]) -> Result<(), JsValue> {
+        element.set_text_content(None);
+        self.append_pieces(element, pieces)
+    }
+
+    fn append_pieces(&self, parent: &Element, pieces: &[Piece]) -> Result<(), JsValue> {
+        for piece in pieces {
+            match *piece {
+                Piece::Page(text) => {
+                    parent.append_with_str_1(text)?;
+                }
+                Piece::Peer(text) => {
+                    self.append_text(parent, "bdi", "", text)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Starts a message row: nick, local send time, and an empty body for the content.
     pub fn message_row(&self, nick: &str, sent_millis: u64, own: bool) -> Option<MessageRow> {
         let class = if own { "message own" } else { "message" };
         let row = self.create("li", class).ok()?;
         let header = self.create("p", "meta").ok()?;
-        self.append_text(&header, "span", "nick", nick).ok()?;
+        self.append_text(&header, "bdi", "nick", nick).ok()?;
         let time = self
             .append_text(&header, "time", "sent", &clock_time(sent_millis))
             .ok()?;
@@ -213,7 +311,7 @@ impl Elements {
             .ok()?;
         row.append_child(&header).ok()?;
         let shown: String = text.chars().take(MAX_PLAIN_CHARS).collect();
-        self.append_text(&row, "p", "text", &shown).ok()?;
+        self.append_peer_text(&row, "p", "text", &shown).ok()?;
         if shown.len() < text.len() {
             self.append_text(
                 &row,
@@ -291,10 +389,9 @@ impl MessageRow {
         let _ = classes.remove_1("failed");
     }
 
-    /// Marks the row as given up, with the reason as its state.
-    pub fn set_failed(&self, reason: &str) {
-        self.state
-            .set_text_content(Some(&format!("not sent: {reason}")));
+    /// Marks the row as given up, with `state` saying that it stopped and why.
+    pub fn set_failed(&self, state: &str) {
+        self.state.set_text_content(Some(state));
         let classes = self.row.class_list();
         let _ = classes.remove_1("pending");
         let _ = classes.add_1("failed");
@@ -331,6 +428,15 @@ fn by_id<T: JsCast>(document: &Document, id: &str) -> Result<T, JsValue> {
         .ok_or_else(|| JsValue::from_str(&format!("the page has no #{id} element")))?
         .dyn_into::<T>()
         .map_err(|_| JsValue::from_str(&format!("#{id} is not the expected kind of element")))
+}
+
+/// Returns `text` with its first letter in upper case, to start a sentence.
+fn capitalize(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
 }
 
 /// Formats a send time as the reader's local `HH:MM`.

@@ -21,7 +21,7 @@ use web_sys::{
     ReadableStreamDefaultReader, Response, Url,
 };
 
-use super::dom::{MessageRow, OBJECT_URL_ATTRIBUTE};
+use super::dom::{MessageRow, OBJECT_URL_ATTRIBUTE, Piece};
 use super::timer::sleep;
 use super::{App, Room, describe, listen, outbox};
 use crate::message::{Attachment, human_size, inline_image_type, safe_file_name};
@@ -63,11 +63,15 @@ pub fn offer_image(
         return offer_file(room, row, attachment);
     }
     let _ = row.row.class_list().add_1("image");
-    let _ = room.elements.append_text(
+    let _ = room.elements.append_line(
         &row.body,
         "p",
         "caption",
-        &format!("{nick} sent an image: {}", attachment.name),
+        &[
+            Piece::Peer(nick),
+            Piece::Page(" sent an image: "),
+            Piece::Peer(&attachment.name),
+        ],
     );
     let kind = Kind::Image { width, height };
 
@@ -87,11 +91,14 @@ pub fn offer_image(
 /// Shows a file announcement with its name, size and a Download button.
 pub fn offer_file(room: &Rc<Room>, row: &MessageRow, attachment: &Attachment) {
     let _ = row.row.class_list().add_1("file");
-    let _ = room.elements.append_text(
+    let _ = room.elements.append_line(
         &row.body,
         "p",
         "file-name",
-        &format!("{} ({})", attachment.name, human_size(attachment.size)),
+        &[
+            Piece::Peer(&attachment.name),
+            Piece::Page(&format!(" ({})", human_size(attachment.size))),
+        ],
     );
     add_button(room, row, attachment, "Download");
 }
@@ -188,11 +195,15 @@ async fn fetch_and_show(room: &Rc<Room>, row: &MessageRow, attachment: &Attachme
         Err(reason) => Err(reason),
     };
     if let Err(reason) = shown {
-        let _ = room.elements.append_text(
+        let _ = room.elements.append_line(
             &row.body,
             "p",
             "error",
-            &format!("Could not open {}: {reason}.", attachment.name),
+            &[
+                Piece::Page("Could not open "),
+                Piece::Peer(&attachment.name),
+                Piece::Page(&format!(": {reason}.")),
+            ],
         );
         add_button(room, row, attachment, "Try again");
     }
@@ -364,10 +375,11 @@ pub async fn show_image(
     image.set_src(&url);
     let _ = row.body.append_child(&image);
 
-    if let Err(e) = JsFuture::from(image.decode()).await {
+    // The browser's reason ("The source image cannot be decoded.") adds nothing to this.
+    if JsFuture::from(image.decode()).await.is_err() {
         image.remove();
         let _ = Url::revoke_object_url(&url);
-        return Err(format!("the image cannot be shown: {}", describe(&e)));
+        return Err("the browser cannot decode it as an image".to_owned());
     }
     append_save_link(room, row, attachment, &url, "Save image");
     Ok(())
@@ -401,7 +413,15 @@ fn append_save_link(
     let link: HtmlAnchorElement = room.elements.create("a", "save").ok()?.dyn_into().ok()?;
     link.set_href(url);
     link.set_download(&safe_file_name(&attachment.name));
-    link.set_text_content(Some(&format!("{label}: {}", attachment.name)));
+    room.elements
+        .set_pieces(
+            &link,
+            &[
+                Piece::Page(&format!("{label}: ")),
+                Piece::Peer(&attachment.name),
+            ],
+        )
+        .ok()?;
     row.body.append_child(&link).ok()?;
     Some(link)
 }

@@ -29,16 +29,15 @@ use wasm_bindgen::prelude::*;
 use web_sys::{Event, KeyboardEvent, Window};
 use zeroize::Zeroizing;
 
-use crate::link::{LinkError, RoomLink, RoomSecret};
-use crate::message::{Body, MAX_TEXT_BYTES, Message, MessageId, clean_nick, human_size};
+use crate::link::{LinkError, RoomLink, RoomSecret, is_loopback_host};
+use crate::message::{
+    Body, MAX_TEXT_BYTES, Message, MessageId, clean_message_text, clean_nick, size_and_limit,
+};
 use dom::{Elements, Status};
 
 /// Key under which the nick is remembered in localStorage. Nothing else is stored: not the
 /// room link, its key or a passphrase.
 const NICK_STORAGE_KEY: &str = "dropthat.nick";
-
-/// Host names from which the page may load over plain HTTP without a warning.
-const LOCAL_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
 
 /// Starts the page when the module loads. Outside a page with the chat's markup (for example
 /// when the module is imported only for its cryptography) it does nothing.
@@ -119,8 +118,7 @@ impl App {
             }
             Err(e) => {
                 self.leave_room();
-                self.elements
-                    .show_fatal(&format!("This link does not name a room: {e}."));
+                self.elements.show_invalid_link(&e.to_string());
             }
         }
         Ok(())
@@ -130,6 +128,7 @@ impl App {
     /// for the passphrase before it connects.
     fn enter(self: &Rc<Self>, link: RoomLink, secret: Option<RoomSecret>) {
         self.leave_room();
+        self.elements.hide_invalid_link();
         let room = Rc::new(Room {
             window: self.window.clone(),
             elements: self.elements.clone(),
@@ -228,8 +227,7 @@ impl App {
     /// machine: anyone on the network path could have changed the page and read the key.
     fn warn_if_insecure(&self) -> Result<(), JsValue> {
         let location = self.window.location();
-        let insecure = location.protocol()? == "http:"
-            && !LOCAL_HOSTS.contains(&location.hostname()?.as_str());
+        let insecure = location.protocol()? == "http:" && !is_loopback_host(&location.hostname()?);
         self.elements.insecure_warning.set_hidden(!insecure);
         Ok(())
     }
@@ -319,16 +317,16 @@ impl App {
         let Some(room) = self.current_room() else {
             return;
         };
-        let text = self.elements.text.value();
+        // Cleaned as every receiver cleans it, so this page's row shows what they show.
+        let text = clean_message_text(&self.elements.text.value());
         if text.trim().is_empty() {
             return;
         }
         if text.len() > MAX_TEXT_BYTES {
+            let (size, limit) = size_and_limit(text.len() as u64, MAX_TEXT_BYTES as u64);
             self.elements.show_notice(&format!(
-                "This message is too long to send: {} of text, and the limit is {}. \
-                 Shorten it, or send it as a file.",
-                human_size(text.len() as u64),
-                human_size(MAX_TEXT_BYTES as u64)
+                "This message is too long to send: {size} of text, and the limit is {limit}. \
+                 Shorten it, or send it as a file."
             ));
             return;
         }
@@ -395,13 +393,67 @@ fn listen(
     Ok(())
 }
 
-/// Turns a JavaScript exception into a short message for the user.
+/// Turns a JavaScript exception into a clause for the user's messages (see [`as_clause`]).
 fn describe(error: &JsValue) -> String {
-    if let Some(text) = error.as_string() {
-        return text;
+    let text = match error.as_string() {
+        Some(text) => text,
+        None => error
+            .dyn_ref::<js_sys::Error>()
+            .map(|e| String::from(e.message()))
+            .unwrap_or_default(),
+    };
+    as_clause(&text)
+}
+
+/// Fits a browser's error sentence into the page's messages, which put it after a colon and
+/// end the sentence themselves. The final period goes, and a capital letter that starts an
+/// ordinary word is lowered: "The source image cannot be decoded." becomes "the source image
+/// cannot be decoded", while "NetworkError when…" keeps its capital.
+fn as_clause(text: &str) -> String {
+    let text = text.trim().trim_end_matches(['.', ' ']);
+    if text.is_empty() {
+        return "unknown error".to_owned();
     }
-    error
-        .dyn_ref::<js_sys::Error>()
-        .map(|e| String::from(e.message()))
-        .unwrap_or_else(|| "unknown error".to_owned())
+
+    // Only a first word with no other capital letter or digit is an ordinary word.
+    let first_word = text.split_whitespace().next().unwrap_or_default();
+    let mut letters = first_word.chars();
+    let ordinary = letters.next().is_some_and(char::is_uppercase)
+        && letters.all(|c| !c.is_uppercase() && !c.is_ascii_digit());
+    if !ordinary {
+        return text.to_owned();
+    }
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|first| first.to_lowercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::as_clause;
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn browser_errors_become_clauses() {
+        let cases = [
+            (
+                "The source image cannot be decoded.",
+                "the source image cannot be decoded",
+            ),
+            ("Failed to fetch", "failed to fetch"),
+            (
+                "NetworkError when attempting to fetch resource.",
+                "NetworkError when attempting to fetch resource",
+            ),
+            ("JSON.parse: bad", "JSON.parse: bad"),
+            ("A2 failed...", "A2 failed"),
+            (" . ", "unknown error"),
+            ("", "unknown error"),
+        ];
+        for (browser, clause) in cases {
+            assert_eq!(as_clause(browser), clause, "{browser:?}");
+        }
+    }
 }

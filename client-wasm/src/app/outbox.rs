@@ -160,18 +160,12 @@ async fn send_queue(room: &Rc<Room>) {
                     front.attempts
                 };
                 if attempts >= MAX_ATTEMPTS {
-                    give_up(room, &reason);
+                    give_up(room, &stopped_after(attempts, &reason));
                     continue;
                 }
                 let delay =
                     after_millis.unwrap_or_else(|| retry_delay_millis(attempts - 1, jitter()));
-                set_front_state(
-                    room,
-                    &format!(
-                        "not sent yet ({reason}); retrying in {} s",
-                        delay.div_ceil(1000)
-                    ),
-                );
+                set_front_state(room, &retrying_in(&reason, delay));
                 return schedule_flush(room, delay);
             }
         }
@@ -219,7 +213,7 @@ fn give_up(room: &Rc<Room>, reason: &str) {
     let Some(pending) = room.outbox.queue.borrow_mut().pop_front() else {
         return;
     };
-    pending.row.set_failed(reason);
+    pending.row.set_failed(&format!("not sent: {reason}"));
     let number = room.outbox.next_failed.get();
     room.outbox.next_failed.set(number.wrapping_add(1));
     let _ = pending
@@ -273,7 +267,7 @@ async fn publish(room: &Room, envelope: &str) -> Result<u32, Failure> {
         return Ok(queued_count(&body));
     }
 
-    let reason = format!("the server answered {status}: {}", short(&body));
+    let reason = refusal(status, &body);
     if status == 429 || status >= 500 {
         let after_millis = response
             .headers()
@@ -309,6 +303,33 @@ fn queued_count(body: &str) -> u32 {
         .map_or(1, |queued| queued.min(u32::MAX.into()) as u32)
 }
 
+/// Describes the relay's error response for a row's state. The text of a 429 or 503 response
+/// gives retry advice that only the page can act on, so those two are named by status alone.
+pub fn refusal(status: u16, body: &str) -> String {
+    match status {
+        429 => "the server limits how often this page sends (429 Too Many Requests)".to_owned(),
+        503 => "the server is busy (503 Service Unavailable)".to_owned(),
+        status => match short(body).as_str() {
+            "" => format!("the server answered {status}"),
+            text => format!("the server answered {status}: {text}"),
+        },
+    }
+}
+
+/// Formats the state of a row while its message waits `delay_millis` for the next try.
+pub fn retrying_in(reason: &str, delay_millis: u32) -> String {
+    format!(
+        "not sent yet: {reason}; trying again in {} s",
+        delay_millis.div_ceil(1000)
+    )
+}
+
+/// Formats the reason of a message or file given up after `attempts` failed tries, the last one
+/// for `reason`.
+pub fn stopped_after(attempts: u32, reason: &str) -> String {
+    format!("stopped after {attempts} tries, the last because {reason}")
+}
+
 /// Cuts a server's error text to one short line.
 fn short(text: &str) -> String {
     let line = text.lines().next().unwrap_or_default().trim();
@@ -317,4 +338,45 @@ fn short(text: &str) -> String {
         cut.push('…');
     }
     cut
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn given_up_row_says_it_stopped() {
+        let body = "too many publish requests from this client; retry in 1 s\n";
+        let reason = refusal(429, body);
+        let state = format!("not sent: {}", stopped_after(MAX_ATTEMPTS, &reason));
+        assert_eq!(
+            state,
+            "not sent: stopped after 6 tries, the last because the server limits how often \
+             this page sends (429 Too Many Requests)"
+        );
+        assert!(!state.contains("retry"), "{state}");
+    }
+
+    #[test]
+    fn retry_state_names_own_delay() {
+        let reason = refusal(
+            503,
+            "the relay is serving its maximum of 10 event streams; retry later",
+        );
+        assert_eq!(
+            retrying_in(&reason, 1500),
+            "not sent yet: the server is busy (503 Service Unavailable); trying again in 2 s"
+        );
+    }
+
+    #[test]
+    fn other_refusals_keep_server_text() {
+        let body = "the envelope of 5000 bytes exceeds the limit of 4096 bytes\nmore";
+        assert_eq!(
+            refusal(413, body),
+            "the server answered 413: the envelope of 5000 bytes exceeds the limit of 4096 bytes"
+        );
+        assert_eq!(refusal(500, " \n"), "the server answered 500");
+    }
 }

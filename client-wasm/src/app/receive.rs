@@ -15,7 +15,7 @@ use web_sys::Element;
 use super::dom::MessageRow;
 use super::timer::{now_millis, sleep};
 use super::{Room, download};
-use crate::crypto::envelope;
+use crate::crypto::envelope::{self, EnvelopeError};
 use crate::message::{Attachment, Body, Message, MessageId, Received};
 use crate::pacing::{DerivationBudget, RecentIds, Wait};
 
@@ -103,7 +103,8 @@ pub fn receive(room: &Rc<Room>, envelope_text: String) {
     let parsed = match envelope::parse(&envelope_text) {
         Ok(parsed) => parsed,
         Err(e) => {
-            show_notice(room, &format!("A message could not be read: {e}."));
+            let reason = envelope_problem(&e);
+            show_notice(room, &format!("A message could not be read: {reason}."));
             return;
         }
     };
@@ -222,7 +223,7 @@ pub fn show_message(room: &Rc<Room>, message: &Message, own: bool) -> Option<Mes
     match &message.body {
         Body::Text(text) => {
             room.elements
-                .append_text(&row.body, "p", "text", text)
+                .append_peer_text(&row.body, "p", "text", text)
                 .ok()?;
         }
         Body::Image {
@@ -236,6 +237,15 @@ pub fn show_message(room: &Rc<Room>, message: &Message, own: bool) -> Option<Mes
         room.elements.push(&row.row);
     }
     Some(row)
+}
+
+/// Describes why an envelope could not be parsed. serde's account of invalid JSON (types and
+/// line numbers) means nothing to the people reading the notice, so it is left out.
+fn envelope_problem(error: &EnvelopeError) -> String {
+    match error {
+        EnvelopeError::InvalidJson { .. } => "the envelope is not valid JSON".to_owned(),
+        other => other.to_string(),
+    }
 }
 
 /// Shows a notice in the list and announces it.

@@ -28,21 +28,13 @@ pub fn wire(app: &Rc<App>) -> Result<(), JsValue> {
     })?;
 
     let on_new = app.clone();
-    listen(
-        &app.elements.new_room,
-        "click",
-        move |_| match RoomLink::generate_open() {
-            Ok(link) => {
-                let secret = link.open_secret();
-                go_to(&on_new, link, secret);
-            }
-            Err(e) => {
-                on_new
-                    .elements
-                    .show_notice(&format!("Cannot create a room: {e}."));
-            }
-        },
-    )?;
+    listen(&app.elements.new_room, "click", move |_| {
+        start_open_room(&on_new)
+    })?;
+    let on_invalid_link = app.clone();
+    listen(&app.elements.link_error_new_room, "click", move |_| {
+        start_open_room(&on_invalid_link)
+    })?;
 
     let on_open_dialog = app.clone();
     listen(&app.elements.new_passphrase_room, "click", move |_| {
@@ -71,6 +63,20 @@ pub fn wire(app: &Rc<App>) -> Result<(), JsValue> {
         on_close.elements.new_passphrase.set_value("");
         on_close.elements.new_passphrase_repeat.set_value("");
     })
+}
+
+/// Creates a room without a passphrase and joins it.
+fn start_open_room(app: &Rc<App>) {
+    match RoomLink::generate_open() {
+        Ok(link) => {
+            let secret = link.open_secret();
+            go_to(app, link, secret);
+        }
+        Err(e) => {
+            app.elements
+                .show_notice(&format!("Cannot create a room: {e}."));
+        }
+    }
 }
 
 /// Shows the room's link and QR code in the invite panel.
