@@ -87,6 +87,28 @@ async fn counts_coalesce_during_join_burst() {
 }
 
 #[actix_rt::test]
+async fn each_count_sent_once() {
+    let relay = TestRelay::start(&["--count-interval", "50ms"]).await;
+    let client = client();
+    let quiet = Duration::from_millis(600);
+
+    // A lone subscriber gets count=1 when it joins, and nothing at the ticks that follow.
+    let mut first = EventReader::open(&client, &relay, "room").await;
+    assert_eq!(first.skip_opening().await, 1);
+    let after_join = first.next_within(quiet).await;
+    assert!(after_join.is_err(), "a second frame arrived: {after_join:?}");
+
+    // A second subscriber's join reaches the first once; the joiner gets its count at once.
+    let mut second = EventReader::open(&client, &relay, "room").await;
+    assert_eq!(second.skip_opening().await, 2);
+    assert_eq!(first.next_event().await.count(), Some(2));
+    let after_change = first.next_within(quiet).await;
+    assert!(after_change.is_err(), "count repeated: {after_change:?}");
+    let joiner = second.next_within(quiet).await;
+    assert!(joiner.is_err(), "the joiner got its count again: {joiner:?}");
+}
+
+#[actix_rt::test]
 async fn empty_channel_is_freed() {
     let relay = TestRelay::start(&["--count-interval", "50ms"]).await;
     let client = client();

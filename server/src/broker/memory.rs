@@ -141,8 +141,10 @@ struct Log {
     /// The newest sequence number dropped from the front of the log.
     evicted_through: Option<u64>,
     members: Slab<Member>,
-    /// The latest `event: count` frame, and its version. A version moves on at a count tick.
+    /// The latest `event: count` frame, the count it carries, and its version. A version
+    /// moves on at a count tick.
     count_frame: Bytes,
+    count: usize,
     count_version: u64,
     /// Moves on when keepalives are due.
     keepalive_version: u64,
@@ -165,6 +167,9 @@ struct Member {
     /// Position of the next event this subscriber sends.
     cursor: u64,
     count_seen: u64,
+    /// The count this subscriber was last sent, so that a tick that leaves the count where it
+    /// was sends nothing.
+    count_sent: usize,
     keepalive_seen: u64,
     /// Whether the count at the moment of joining is still to be sent.
     opening_count: bool,
@@ -313,6 +318,7 @@ impl Shared {
             id,
             cursor,
             count_seen: log.count_version,
+            count_sent: 0,
             keepalive_seen: log.keepalive_version,
             opening_count: true,
             reset,
@@ -322,7 +328,7 @@ impl Shared {
         let key = log.members.insert(member);
         // The new subscriber learns the count at once; the others get it coalesced.
         let count = log.members.len();
-        log.count_frame = sse::count(count);
+        log.set_count(count);
         drop(log);
 
         entry.idle_since = None;
@@ -416,7 +422,8 @@ impl Shared {
                 };
                 {
                     let mut log = entry.channel.lock();
-                    log.count_frame = sse::count(log.members.len());
+                    let count = log.members.len();
+                    log.set_count(count);
                     log.count_version += 1;
                     log.take_wakers(&mut wakers);
                     log.trim(self.settings.history_len);
@@ -518,6 +525,7 @@ impl Channel {
                 evicted_through: None,
                 members: Slab::new(),
                 count_frame: sse::count(0),
+                count: 0,
                 count_version: 0,
                 keepalive_version: 0,
                 closed: false,
@@ -533,6 +541,12 @@ impl Channel {
 }
 
 impl Log {
+    /// Sets the count that subscribers are sent next.
+    fn set_count(&mut self, count: usize) {
+        self.count_frame = sse::count(count);
+        self.count = count;
+    }
+
     /// Returns the position the next event will take.
     fn head(&self) -> u64 {
         self.front + self.events.len() as u64
@@ -698,6 +712,7 @@ impl Feed for MemoryFeed {
         let mut added = false;
         if member.opening_count && batch.has_room() {
             batch.push_control(log.count_frame.clone());
+            member.count_sent = log.count;
             member.opening_count = false;
             added = true;
         }
@@ -716,9 +731,14 @@ impl Feed for MemoryFeed {
             added = true;
         }
         if member.count_seen != log.count_version && batch.has_room() {
-            batch.push_control(log.count_frame.clone());
+            // A subscriber gets each count once: the tick after a subscriber's own join
+            // carries the count it was sent when it joined.
+            if member.count_sent != log.count {
+                batch.push_control(log.count_frame.clone());
+                member.count_sent = log.count;
+                added = true;
+            }
             member.count_seen = log.count_version;
-            added = true;
         }
         if member.keepalive_seen != log.keepalive_version {
             // Any other frame keeps the connection alive just as well.
