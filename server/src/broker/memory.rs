@@ -633,24 +633,29 @@ impl Log {
 
     /// Returns the cursor of a subscriber that last saw `last_event_id`, and the notice it
     /// gets first when some events may be missing. The cursor is the position after that
-    /// event, or the oldest event of the history after a `too-old` notice, or the newest
-    /// position after an `unknown-id` notice.
+    /// event, or else the oldest event of the history, after a `too-old` or `unknown-id`
+    /// notice.
     fn resume_position(
         &self,
         last_event_id: &str,
         epoch: u64,
         history_len: usize,
     ) -> (u64, Option<ResetReason>) {
-        let head = self.head();
-        let id = EventId::parse(last_event_id).filter(|id| id.epoch == epoch);
-        let Some(id) = id else {
-            return (head, Some(ResetReason::UnknownId));
-        };
-
         // Only the last `history_len` events count as history, even while the log still has
         // older ones for subscribers that are behind, so that a resume does not depend on them.
         let history = self.events.len().min(history_len);
         let history_start = self.events.len() - history;
+        let oldest_in_history = self.head() - history as u64;
+
+        // An id of another epoch most often comes from before a restart: every event this
+        // process has was published after the client last heard from the relay, so the
+        // client gets the whole history rather than nothing. The same goes for an id this
+        // channel never had, such as one from before the channel was freed.
+        let id = EventId::parse(last_event_id).filter(|id| id.epoch == epoch);
+        let Some(id) = id else {
+            return (oldest_in_history, Some(ResetReason::UnknownId));
+        };
+
         let found = self
             .events
             .binary_search_by_key(&id.sequence, |event| event.sequence);
@@ -668,9 +673,9 @@ impl Log {
         };
         let evicted = left_history_through.is_some_and(|through| id.sequence <= through);
         if evicted && id.sequence >= self.first_sequence {
-            return (head - history as u64, Some(ResetReason::TooOld));
+            return (oldest_in_history, Some(ResetReason::TooOld));
         }
-        (head, Some(ResetReason::UnknownId))
+        (oldest_in_history, Some(ResetReason::UnknownId))
     }
 }
 
@@ -1042,6 +1047,7 @@ mod tests {
         );
         drop(old);
 
+        // Unknown ids get the notice and then the whole history, as after a restart.
         let foreign = format!("{:016x}-2", broker.epoch().wrapping_add(1));
         for unknown in [foreign.as_str(), "garbage", "", &"9".repeat(100)] {
             let mut subscription = broker
@@ -1051,7 +1057,12 @@ mod tests {
             let frames = ready_frames(&mut subscription);
             assert_eq!(
                 frames[1..],
-                ["event: reset\ndata: reason=unknown-id\n\n"],
+                [
+                    "event: reset\ndata: reason=unknown-id\n\n".to_owned(),
+                    event_frame(&ids[2], "3"),
+                    event_frame(&ids[3], "4"),
+                    event_frame(&ids[4], "5"),
+                ],
                 "{unknown:?}"
             );
         }
