@@ -119,7 +119,7 @@ impl Figures {
             ),
             figure(
                 "streams_rejected",
-                "Event streams rejected by a stream limit.",
+                "Event streams rejected by the overall, per-client or per-channel stream limit.",
                 Counter,
                 self.streams_rejected,
             ),

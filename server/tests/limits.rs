@@ -76,6 +76,11 @@ async fn stream_limits_reject_beyond_maximum() {
             .unwrap()
             .contains("maximum of 4 event streams")
     );
+    assert_eq!(
+        relay.stats(&client).await["streams_rejected"],
+        3,
+        "one rejection each by the channel, client and overall limits"
+    );
 
     // A closed stream frees its place.
     drop(a3);
@@ -95,7 +100,7 @@ async fn stream_limits_reject_beyond_maximum() {
         relay.stats(&client).await["streams_rejected"]
             .as_u64()
             .unwrap()
-            >= 2
+            >= 3
     );
     drop((a1, a2, b1));
 }

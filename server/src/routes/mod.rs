@@ -22,7 +22,7 @@ use actix_web::middleware::DefaultHeaders;
 use actix_web::{HttpRequest, web};
 
 use crate::blob::BlobStore;
-use crate::broker::Broker;
+use crate::broker::{Broker, BrokerError};
 use crate::client::{ClientKey, TrustedProxies};
 use crate::limits::{LimitError, RateLimiter, StreamLimiter};
 use crate::metrics::{Metrics, RejectionCounters};
@@ -68,28 +68,35 @@ impl AppState {
         };
         limiter
             .check(ClientKey::of(address), Instant::now())
-            .map_err(|e| self.rejected(e, address))
+            .map_err(|e| self.rejected(e.into(), Some(address)))
     }
 
-    /// Counts and logs a request rejected by a limit.
-    fn rejected(&self, error: LimitError, address: IpAddr) -> ApiError {
-        let counter = match error {
-            LimitError::RateLimited { .. } => &self.rejections.requests_rate_limited,
-            LimitError::TooManyStreams { .. } | LimitError::TooManyClientStreams { .. } => {
+    /// Counts and logs a request rejected by a limit, and returns the error unchanged. Other
+    /// errors are returned as they are.
+    fn rejected(&self, error: ApiError, address: Option<IpAddr>) -> ApiError {
+        let counter = match &error {
+            ApiError::Limit(LimitError::RateLimited { .. }) => {
+                &self.rejections.requests_rate_limited
+            }
+            ApiError::Limit(LimitError::TooManyStreams { .. })
+            | ApiError::Limit(LimitError::TooManyClientStreams { .. })
+            | ApiError::Broker(BrokerError::ChannelFull { .. }) => {
                 &self.rejections.streams_rejected
             }
+            _ => return error,
         };
         let previous = counter.fetch_add(1, Ordering::Relaxed);
         // The first rejection and then every thousandth is logged, so a flood cannot flood
         // the log too.
         if previous % 1000 == 0 {
-            if self.log_client_addresses {
-                tracing::info!(%error, client = %address, rejected = previous + 1, "request rejected by a limit");
-            } else {
-                tracing::info!(%error, rejected = previous + 1, "request rejected by a limit");
+            match address {
+                Some(client) if self.log_client_addresses => {
+                    tracing::info!(%error, %client, rejected = previous + 1, "request rejected by a limit");
+                }
+                _ => tracing::info!(%error, rejected = previous + 1, "request rejected by a limit"),
             }
         }
-        ApiError::Limit(error)
+        error
     }
 }
 
