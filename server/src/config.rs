@@ -72,6 +72,13 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(0..=10_000))]
     pub history_len: u32,
 
+    /// Maximum bytes of event frames kept in memory over all channels. Beyond it, the history
+    /// of idle channels is dropped, oldest first, and then channels keep only what their
+    /// subscribers have still to send.
+    #[arg(long, env = "DROPTHAT_MAX_HISTORY_BYTES", default_value_t = 256 << 20,
+          value_parser = clap::value_parser!(u64).range(64 * 1024..=1 << 40))]
+    pub max_history_bytes: u64,
+
     /// How long a channel keeps its history after its last subscriber leaves.
     #[arg(long, env = "DROPTHAT_HISTORY_RETENTION", default_value = "5m", value_parser = humantime::parse_duration)]
     pub history_retention: Duration,
@@ -169,6 +176,9 @@ impl Config {
     pub fn broker_settings(&self) -> BrokerSettings {
         BrokerSettings {
             history_len: self.history_len as usize,
+            // The flag's range keeps the value within usize on 64-bit targets; a 32-bit
+            // target saturates to its address space.
+            max_history_bytes: usize::try_from(self.max_history_bytes).unwrap_or(usize::MAX),
             history_retention: self.history_retention,
             count_interval: self.count_interval,
             keepalive: self.keepalive,
@@ -271,6 +281,7 @@ mod tests {
         assert_eq!(config.keepalive, Duration::from_secs(20));
         assert_eq!(config.count_interval, Duration::from_millis(370));
         assert_eq!(config.history_len, 100);
+        assert_eq!(config.max_history_bytes, 256 << 20);
         assert_eq!(config.max_publish_bytes, 32 * 1024);
         assert_eq!(config.max_blob_bytes, 8 << 20);
         assert_eq!(config.blob_expiry, Duration::from_secs(24 * 3600));

@@ -51,7 +51,7 @@ pub struct Figures {
 
 impl Figures {
     /// Returns the figures in a fixed order.
-    pub fn list(&self) -> [Figure; 13] {
+    pub fn list(&self) -> [Figure; 15] {
         use Kind::{Counter, Gauge};
         let b = &self.broker;
         let figure = |name, help, kind, value| Figure {
@@ -109,6 +109,18 @@ impl Figures {
                 "Bytes of all frames handed to subscriber connections.",
                 Counter,
                 b.bytes_delivered,
+            ),
+            figure(
+                "history_bytes",
+                "Bytes of event frames kept in memory over all channels.",
+                Gauge,
+                b.history_bytes,
+            ),
+            figure(
+                "history_evictions",
+                "Channel histories dropped early to stay within --max-history-bytes.",
+                Counter,
+                b.history_evictions,
             ),
             figure("blobs", "Blobs stored.", Gauge, self.blobs.blobs),
             figure(

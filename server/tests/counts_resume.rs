@@ -96,7 +96,10 @@ async fn each_count_sent_once() {
     let mut first = EventReader::open(&client, &relay, "room").await;
     assert_eq!(first.skip_opening().await, 1);
     let after_join = first.next_within(quiet).await;
-    assert!(after_join.is_err(), "a second frame arrived: {after_join:?}");
+    assert!(
+        after_join.is_err(),
+        "a second frame arrived: {after_join:?}"
+    );
 
     // A second subscriber's join reaches the first once; the joiner gets its count at once.
     let mut second = EventReader::open(&client, &relay, "room").await;
@@ -105,7 +108,10 @@ async fn each_count_sent_once() {
     let after_change = first.next_within(quiet).await;
     assert!(after_change.is_err(), "count repeated: {after_change:?}");
     let joiner = second.next_within(quiet).await;
-    assert!(joiner.is_err(), "the joiner got its count again: {joiner:?}");
+    assert!(
+        joiner.is_err(),
+        "the joiner got its count again: {joiner:?}"
+    );
 }
 
 #[actix_rt::test]
@@ -231,7 +237,10 @@ async fn resume_after_restart_replays_history() {
     let mut reader = EventReader::open(&client, &before, "room").await;
     reader.skip_opening().await;
     let last_seen = publish_id(&client, &before, "room", "AAAA").await;
-    assert_eq!(next_non_count(&mut reader).await.id, Some(last_seen.clone()));
+    assert_eq!(
+        next_non_count(&mut reader).await.id,
+        Some(last_seen.clone())
+    );
     before.shut_down().await;
     assert_eq!(reader.next().await, None, "the stream ends at the shutdown");
 

@@ -94,7 +94,9 @@ impl TestRelay {
 
     /// Returns the address the relay listens on.
     pub fn addr(&self) -> &str {
-        self.base.split_once("://").map_or(&self.base, |(_, addr)| addr)
+        self.base
+            .split_once("://")
+            .map_or(&self.base, |(_, addr)| addr)
     }
 
     /// Returns the URL of `path` on this relay.
