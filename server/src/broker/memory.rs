@@ -410,6 +410,7 @@ impl Shared {
         };
         self.count_published(payload);
         wakers.into_iter().for_each(Waker::wake);
+        tracing::debug!(channel = %name, %id, bytes = payload.len(), queued, "event published");
 
         if dropped > 0 {
             self.slow_subscribers_dropped
@@ -429,6 +430,7 @@ impl Shared {
         let id = self.next_id().to_string();
         sse::event(&id, payload)?;
         self.count_published(payload);
+        tracing::debug!(channel = %name, %id, bytes = payload.len(), queued = 0, "event published");
         Ok(Published { id, queued: 0 })
     }
 

@@ -74,14 +74,21 @@ impl AppState {
     /// Counts and logs a request rejected by a limit, and returns the error unchanged. Other
     /// errors are returned as they are.
     fn rejected(&self, error: ApiError, address: Option<IpAddr>) -> ApiError {
-        let counter = match &error {
-            ApiError::Limit(LimitError::RateLimited { .. }) => {
-                &self.rejections.requests_rate_limited
+        // The log line names the limit rather than quoting the error, whose text may contain
+        // a channel id.
+        let rejections = &self.rejections;
+        let (counter, limit) = match &error {
+            ApiError::Limit(LimitError::RateLimited { action, .. }) => {
+                (&rejections.requests_rate_limited, *action)
             }
-            ApiError::Limit(LimitError::TooManyStreams { .. })
-            | ApiError::Limit(LimitError::TooManyClientStreams { .. })
-            | ApiError::Broker(BrokerError::ChannelFull { .. }) => {
-                &self.rejections.streams_rejected
+            ApiError::Limit(LimitError::TooManyStreams { .. }) => {
+                (&rejections.streams_rejected, "event streams overall")
+            }
+            ApiError::Limit(LimitError::TooManyClientStreams { .. }) => {
+                (&rejections.streams_rejected, "event streams per client")
+            }
+            ApiError::Broker(BrokerError::ChannelFull { .. }) => {
+                (&rejections.streams_rejected, "subscribers per channel")
             }
             _ => return error,
         };
@@ -91,9 +98,13 @@ impl AppState {
         if previous % 1000 == 0 {
             match address {
                 Some(client) if self.log_client_addresses => {
-                    tracing::info!(%error, %client, rejected = previous + 1, "request rejected by a limit");
+                    tracing::info!(limit, %client, rejected = previous + 1, "request rejected by a limit");
                 }
-                _ => tracing::info!(%error, rejected = previous + 1, "request rejected by a limit"),
+                _ => tracing::info!(
+                    limit,
+                    rejected = previous + 1,
+                    "request rejected by a limit"
+                ),
             }
         }
         error
