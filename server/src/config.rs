@@ -110,6 +110,11 @@ pub struct Config {
     #[arg(long, env = "DROPTHAT_BLOB_QUOTA_BYTES", default_value_t = 1 << 30)]
     pub blob_quota_bytes: u64,
 
+    /// Maximum bytes of the blobs of one client address (an IPv6 client counts by its /64);
+    /// uploads beyond it get 507. The default is a quarter of --blob-quota-bytes.
+    #[arg(long, env = "DROPTHAT_BLOB_QUOTA_PER_CLIENT_BYTES")]
+    pub blob_quota_per_client_bytes: Option<u64>,
+
     /// How long a blob is kept after its upload.
     #[arg(long, env = "DROPTHAT_BLOB_EXPIRY", default_value = "24h", value_parser = parse_positive_duration)]
     pub blob_expiry: Duration,
@@ -186,6 +191,12 @@ impl Config {
             max_waiting_bytes: self.queue_bytes as usize,
             max_subscribers_per_channel: self.max_subscribers_per_channel as usize,
         }
+    }
+
+    /// Returns the blob bytes one client may store.
+    pub fn blob_client_quota(&self) -> u64 {
+        self.blob_quota_per_client_bytes
+            .unwrap_or(self.blob_quota_bytes / 4)
     }
 
     /// Returns the proxies whose `X-Forwarded-For` is believed.
@@ -285,6 +296,7 @@ mod tests {
         assert_eq!(config.max_publish_bytes, 32 * 1024);
         assert_eq!(config.max_blob_bytes, 8 << 20);
         assert_eq!(config.blob_expiry, Duration::from_secs(24 * 3600));
+        assert_eq!(config.blob_client_quota(), 256 << 20);
         assert!(config.trusted_proxies.is_empty());
         assert!(config.tls().unwrap().is_none());
     }

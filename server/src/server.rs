@@ -130,6 +130,7 @@ pub fn start(
         dir: config.data_dir.clone(),
         max_size: config.max_blob_bytes,
         quota: config.blob_quota_bytes,
+        client_quota: config.blob_client_quota(),
         expiry: config.blob_expiry,
     })?;
     let sweep_interval =

@@ -13,6 +13,7 @@ use super::error::ApiError;
 use super::publish::content_length;
 use crate::blob::{BlobError, BlobId};
 use crate::channel::ChannelId;
+use crate::client::ClientKey;
 
 /// The 201 response body.
 #[derive(Serialize)]
@@ -37,7 +38,8 @@ pub async fn upload(
         return Err(ApiError::NoSubscribers { channel });
     }
 
-    let stored = state.blobs.store(payload, declared).await?;
+    let client = state.client_address(&request).map(ClientKey::of);
+    let stored = state.blobs.store(payload, declared, client).await?;
     tracing::debug!(%channel, bytes = stored.bytes, "blob stored");
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/blob/{}", stored.id)))

@@ -64,6 +64,7 @@ impl ApiError {
     fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::Limit(LimitError::RateLimited { retry_after, .. }) => Some(*retry_after),
+            Self::Blob(BlobError::ClientQuotaExceeded { retry_after, .. }) => *retry_after,
             Self::Limit(LimitError::TooManyStreams { .. })
             | Self::Limit(LimitError::TooManyClientStreams { .. })
             | Self::Broker(BrokerError::ChannelFull { .. })
@@ -95,7 +96,8 @@ impl ResponseError for ApiError {
             Self::Limit(LimitError::TooManyStreams { .. })
             | Self::Broker(BrokerError::ChannelFull { .. })
             | Self::Broker(BrokerError::ShuttingDown) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Blob(BlobError::QuotaExceeded { .. }) => StatusCode::INSUFFICIENT_STORAGE,
+            Self::Blob(BlobError::QuotaExceeded { .. })
+            | Self::Blob(BlobError::ClientQuotaExceeded { .. }) => StatusCode::INSUFFICIENT_STORAGE,
             Self::Blob(BlobError::Io { .. })
             | Self::Blob(BlobError::Random(_))
             | Self::Broker(BrokerError::InvalidPayload(_))
