@@ -23,6 +23,7 @@ use futures_util::{Stream, StreamExt};
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 
+use crate::body::BodyError;
 use crate::client::ClientKey;
 
 /// Settings of a [`BlobStore`].
@@ -112,8 +113,8 @@ pub enum BlobError {
         retry_after: Option<Duration>,
     },
 
-    #[error("the upload was interrupted: {reason}")]
-    UploadInterrupted { reason: String },
+    #[error("{0}")]
+    Body(#[from] BodyError),
 
     #[error("failed to {operation} {}: {source}", path.display())]
     Io {
@@ -326,15 +327,14 @@ impl BlobStore {
     /// Stores the bytes of `body` as a new blob, counted in `client`'s share. `declared_len`
     /// is the request's Content-Length, checked against the limits before any byte is
     /// written.
-    pub async fn store<S, E>(
+    pub async fn store<S>(
         &self,
         mut body: S,
         declared_len: Option<u64>,
         client: Option<ClientKey>,
     ) -> Result<StoredBlob, BlobError>
     where
-        S: Stream<Item = Result<Bytes, E>> + Unpin,
-        E: fmt::Display,
+        S: Stream<Item = Result<Bytes, BodyError>> + Unpin,
     {
         let limit = self.inner.settings.max_size;
         if let Some(declared) = declared_len {
@@ -352,10 +352,7 @@ impl BlobStore {
         let id = BlobId::random()?;
         let mut upload = Upload::create(self.inner.clone(), &id, client).await?;
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| BlobError::UploadInterrupted {
-                reason: e.to_string(),
-            })?;
-            upload.write(&chunk).await?;
+            upload.write(&chunk?).await?;
         }
         upload.finish(id).await
     }
@@ -615,8 +612,6 @@ pub async fn sweep_periodically(store: BlobStore, interval: Duration) {
 
 #[cfg(test)]
 mod tests {
-    use std::convert::Infallible;
-
     use futures_util::stream;
 
     use super::*;
@@ -631,7 +626,7 @@ mod tests {
         }
     }
 
-    fn body(chunks: &[&'static [u8]]) -> impl Stream<Item = Result<Bytes, Infallible>> + Unpin {
+    fn body(chunks: &[&'static [u8]]) -> impl Stream<Item = Result<Bytes, BodyError>> + Unpin {
         stream::iter(
             chunks
                 .iter()

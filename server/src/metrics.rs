@@ -20,6 +20,8 @@ use crate::broker::{Broker, BrokerStats};
 pub struct RejectionCounters {
     pub streams_rejected: AtomicU64,
     pub requests_rate_limited: AtomicU64,
+    /// Requests whose head or body did not arrive in time, answered with 408.
+    pub requests_timed_out: AtomicU64,
 }
 
 /// Whether a figure only grows or goes up and down.
@@ -47,11 +49,12 @@ pub struct Figures {
     blobs: BlobStats,
     streams_rejected: u64,
     requests_rate_limited: u64,
+    requests_timed_out: u64,
 }
 
 impl Figures {
     /// Returns the figures in a fixed order.
-    pub fn list(&self) -> [Figure; 15] {
+    pub fn list(&self) -> [Figure; 16] {
         use Kind::{Counter, Gauge};
         let b = &self.broker;
         let figure = |name, help, kind, value| Figure {
@@ -141,6 +144,12 @@ impl Figures {
                 Counter,
                 self.requests_rate_limited,
             ),
+            figure(
+                "requests_timed_out",
+                "Requests whose head or body did not arrive in time.",
+                Counter,
+                self.requests_timed_out,
+            ),
         ]
     }
 
@@ -184,6 +193,7 @@ impl Source {
                 .rejections
                 .requests_rate_limited
                 .load(Ordering::Relaxed),
+            requests_timed_out: self.rejections.requests_timed_out.load(Ordering::Relaxed),
         }
     }
 }

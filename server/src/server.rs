@@ -159,6 +159,10 @@ pub fn start(
         rejections: rejections.clone(),
         metrics: Metrics::new(broker.clone(), blobs, rejections),
         max_publish_bytes: config.max_publish_bytes as usize,
+        body_timeouts: routes::BodyTimeouts {
+            idle: config.body_idle_timeout,
+            publish: config.publish_body_timeout,
+        },
         log_client_addresses: config.log_client_addresses,
     };
 

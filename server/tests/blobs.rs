@@ -236,6 +236,55 @@ async fn client_share_limits_one_client() {
 }
 
 #[actix_rt::test]
+async fn stalled_upload_times_out_and_deletes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let relay = TestRelay::start(&["--body-idle-timeout", "500ms"]).await;
+    let client = client();
+    let mut room = EventReader::open(&client, &relay, "room").await;
+    room.skip_opening().await;
+
+    let mut socket = tokio::net::TcpStream::connect(relay.addr()).await.unwrap();
+    socket
+        .write_all(b"POST /blob/room HTTP/1.1\r\nHost: relay\r\nContent-Length: 100000\r\n\r\n")
+        .await
+        .unwrap();
+    socket.write_all(&ciphertext(1000)).await.unwrap();
+    // The upload has begun: its temporary file exists.
+    let tmp = relay.data_dir.join("tmp");
+    let deadline = Instant::now() + common::WAIT;
+    while std::fs::read_dir(&tmp).unwrap().count() == 0 {
+        assert!(Instant::now() < deadline, "no temporary file appeared");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let mut response = Vec::new();
+    tokio::time::timeout(common::WAIT, socket.read_to_end(&mut response))
+        .await
+        .expect("the relay answered and closed the connection")
+        .unwrap();
+    let response = String::from_utf8(response).unwrap();
+    assert!(
+        response.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+        "{response}"
+    );
+    assert!(
+        response.ends_with(
+            "\r\n\r\nno byte of the request body arrived for 500ms; send the body without pausing\n"
+        ),
+        "{response}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "temporary file left"
+    );
+    let stats = relay.stats(&client).await;
+    assert_eq!(stats["requests_timed_out"], 1);
+    assert_eq!(stats["blobs"], 0);
+}
+
+#[actix_rt::test]
 async fn expired_blob_is_gone_and_deleted() {
     let relay = TestRelay::start(&["--blob-expiry", "500ms"]).await;
     let client = client();

@@ -574,3 +574,94 @@ async fn connection_close_ends_publish_connection() {
     let read = tokio::time::timeout(common::WAIT, connection.socket.read_to_end(&mut rest)).await;
     assert_eq!(read.unwrap().unwrap(), 0, "the relay closed the connection");
 }
+
+/// Reads the rest of what the relay sends until it closes the connection.
+async fn read_to_close(connection: &mut Connection) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut rest = std::mem::take(&mut connection.received);
+    tokio::time::timeout(common::WAIT, connection.socket.read_to_end(&mut rest))
+        .await
+        .expect("the relay closed the connection within the wait")
+        .unwrap();
+    rest
+}
+
+#[actix_rt::test]
+async fn stalled_publish_body_times_out() {
+    let relay = TestRelay::start(&["--body-idle-timeout", "1s"]).await;
+    let client = client();
+
+    // A body that stops after its first bytes: with Content-Length the relay's own reader
+    // waits for the whole request first, then hands it to the route; a chunked body goes to
+    // the route at once.
+    let body = envelope("AQ");
+    let heads = [
+        format!(
+            "POST /pub/room HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{}",
+            body.len(),
+            &body[..10]
+        ),
+        format!(
+            "POST /pub/room HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\n\
+             Transfer-Encoding: chunked\r\n\r\nA\r\n{}\r\n",
+            &body[..10]
+        ),
+    ];
+    let mut connections = Vec::new();
+    for head in &heads {
+        let mut connection = Connection::open(&relay).await;
+        connection.send(head.as_bytes()).await;
+        connections.push(connection);
+    }
+    for mut connection in connections {
+        let (head, message) = connection.response().await;
+        assert_eq!(head.status, "HTTP/1.1 408 Request Timeout");
+        assert_eq!(head.header("connection"), Some("close"));
+        assert_eq!(
+            message,
+            "no byte of the request body arrived for 1s; send the body without pausing\n"
+        );
+        assert!(read_to_close(&mut connection).await.is_empty());
+    }
+    assert_eq!(relay.stats(&client).await["requests_timed_out"], 2);
+}
+
+#[actix_rt::test]
+async fn trickled_publish_body_times_out() {
+    use tokio::io::AsyncReadExt;
+
+    let relay = TestRelay::start(&["--publish-body-timeout", "1s"]).await;
+    let mut connection = Connection::open(&relay).await;
+    connection
+        .send(
+            b"POST /pub/room HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\n\
+              Transfer-Encoding: chunked\r\n\r\n",
+        )
+        .await;
+
+    // One byte every 100 ms never pauses for long, but the whole body takes too long. The
+    // relay answers after about a second; 50 bytes would take five.
+    let started = std::time::Instant::now();
+    let mut answered = false;
+    for _ in 0..50 {
+        connection.send(b"1\r\n \r\n").await;
+        let mut buffer = [0u8; 1024];
+        let wait = std::time::Duration::from_millis(100);
+        if let Ok(read) = tokio::time::timeout(wait, connection.socket.read(&mut buffer)).await {
+            connection
+                .received
+                .extend_from_slice(&buffer[..read.unwrap()]);
+            answered = true;
+            break;
+        }
+    }
+    assert!(answered, "no response while the body trickled in");
+    assert!(started.elapsed() < std::time::Duration::from_secs(4));
+    let (head, message) = connection.response().await;
+    assert_eq!(head.status, "HTTP/1.1 408 Request Timeout");
+    assert_eq!(
+        message,
+        "the request body took longer than 1s, the limit for this request\n"
+    );
+}

@@ -12,6 +12,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::publish::content_length;
 use crate::blob::{BlobError, BlobId};
+use crate::body::TimedBody;
 use crate::channel::ChannelId;
 use crate::client::ClientKey;
 
@@ -39,7 +40,12 @@ pub async fn upload(
     }
 
     let client = state.client_address(&request).map(ClientKey::of);
-    let stored = state.blobs.store(payload, declared, client).await?;
+    let timed = TimedBody::new(payload, state.body_timeouts.idle, None);
+    let stored = state
+        .blobs
+        .store(timed, declared, client)
+        .await
+        .map_err(|e| state.body_failed(&request, e))?;
     tracing::debug!(%channel, bytes = stored.bytes, "blob stored");
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/blob/{}", stored.id)))

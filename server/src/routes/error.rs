@@ -7,6 +7,7 @@ use actix_web::http::header::RETRY_AFTER;
 use actix_web::{HttpResponse, ResponseError};
 
 use crate::blob::BlobError;
+use crate::body::BodyError;
 use crate::broker::BrokerError;
 use crate::channel::{ChannelId, ChannelIdError};
 use crate::envelope::EnvelopeError;
@@ -37,8 +38,8 @@ pub enum ApiError {
     #[error("invalid envelope: {0}")]
     InvalidEnvelope(#[from] EnvelopeError),
 
-    #[error("failed to read the request body: {reason}")]
-    BodyRead { reason: String },
+    #[error("{0}")]
+    Body(#[from] BodyError),
 
     #[error("invalid query string: {reason}")]
     InvalidQuery { reason: String },
@@ -80,10 +81,14 @@ impl ResponseError for ApiError {
             Self::InvalidChannel(_)
             | Self::InvalidEnvelope(_)
             | Self::InvalidContentLength
-            | Self::BodyRead { .. }
+            | Self::Body(BodyError::Read { .. })
             | Self::InvalidQuery { .. }
             | Self::Blob(BlobError::InvalidId { .. })
-            | Self::Blob(BlobError::UploadInterrupted { .. }) => StatusCode::BAD_REQUEST,
+            | Self::Blob(BlobError::Body(BodyError::Read { .. })) => StatusCode::BAD_REQUEST,
+            Self::Body(BodyError::Idle { .. } | BodyError::TooSlow { .. })
+            | Self::Blob(BlobError::Body(BodyError::Idle { .. } | BodyError::TooSlow { .. })) => {
+                StatusCode::REQUEST_TIMEOUT
+            }
             Self::PayloadTooLarge { .. } | Self::Blob(BlobError::TooLarge { .. }) => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
@@ -117,6 +122,11 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(status);
         if let Some(wait) = self.retry_after() {
             response.insert_header((RETRY_AFTER, wait.as_secs().max(1).to_string()));
+        }
+        if status == StatusCode::REQUEST_TIMEOUT {
+            // The rest of the body may still arrive, and the next request cannot be told
+            // from it.
+            response.force_close();
         }
         response
             .content_type("text/plain; charset=utf-8")

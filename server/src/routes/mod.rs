@@ -16,14 +16,15 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{HttpRequest, web};
 
-use crate::blob::BlobStore;
+use crate::blob::{BlobError, BlobStore};
 use crate::broker::{Broker, BrokerError};
 use crate::client::{ClientKey, TrustedProxies};
+use crate::connection::ConnectionSocket;
 use crate::limits::{LimitError, RateLimiter, StreamLimiter};
 use crate::metrics::{Metrics, RejectionCounters};
 use error::ApiError;
@@ -51,6 +52,7 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Maximum publish body size, in bytes.
     pub max_publish_bytes: usize,
+    pub body_timeouts: BodyTimeouts,
     /// Whether log lines may name client addresses.
     pub log_client_addresses: bool,
 }
@@ -69,6 +71,26 @@ impl AppState {
         limiter
             .check(ClientKey::of(address), Instant::now())
             .map_err(|e| self.rejected(e.into(), Some(address)))
+    }
+
+    /// Counts a request whose body did not arrive in time, stops reading its connection, and
+    /// returns the error unchanged.
+    fn body_failed<E: Into<ApiError>>(&self, request: &HttpRequest, error: E) -> ApiError {
+        let error = error.into();
+        let timed_out = match &error {
+            ApiError::Body(body) | ApiError::Blob(BlobError::Body(body)) => body.is_timeout(),
+            _ => false,
+        };
+        if timed_out {
+            self.rejections
+                .requests_timed_out
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%error, "request body timed out");
+            if let Some(socket) = request.conn_data::<ConnectionSocket>() {
+                socket.stop_reading();
+            }
+        }
+        error
     }
 
     /// Counts and logs a request rejected by a limit, and returns the error unchanged. Other
@@ -109,6 +131,15 @@ impl AppState {
         }
         error
     }
+}
+
+/// How long the relay waits for request bodies.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyTimeouts {
+    /// Longest pause between two parts of any body.
+    pub idle: Duration,
+    /// Longest time for a whole publish body.
+    pub publish: Duration,
 }
 
 /// Headers of every response over plain HTTP, as name and value.
