@@ -189,6 +189,7 @@ pub fn start(
     let addr = listener.local_addr().map_err(bind_error)?;
     let app = move || {
         App::new()
+            .wrap(routes::fallback::error_bodies())
             .wrap(routes::security_headers(serves_tls))
             .configure(|cfg| routes::configure(cfg, state.clone(), &www))
     };

@@ -5,10 +5,14 @@
 //! - `POST /blob/{channel}` and `GET /blob/{id}`: stores and serves encrypted blobs ([`blob`]).
 //! - `GET /healthz`, `/stats` and `/metrics`: liveness and figures ([`ops`]).
 //! - everything else: the built web page from the `--www` directory.
+//!
+//! The GET routes also take HEAD. Errors that actix-web answers itself get a one-line body
+//! from [`fallback`].
 
 pub mod blob;
 pub mod error;
 pub mod events;
+pub mod fallback;
 pub mod ops;
 pub mod publish;
 
@@ -161,18 +165,35 @@ pub fn security_headers(tls: bool) -> DefaultHeaders {
 }
 
 /// Registers the relay's routes, with the web page from `www` as the fallback.
+///
+/// The patterns take everything after `/sub/`, `/pub/` and `/blob/`, an empty rest or one
+/// with more slashes included, so that the route rejects it with the reason rather than the
+/// web page answering 404 or 405.
 pub fn configure(cfg: &mut web::ServiceConfig, state: AppState, www: &Path) {
     cfg.app_data(web::Data::new(state))
-        .service(web::resource("/sub/{channel}").route(web::get().to(events::subscribe)))
-        .service(web::resource("/pub/{channel}").route(web::post().to(publish::publish)))
+        .service(web::resource("/sub/{channel:.*}").route(web::get().to(events::subscribe)))
+        .service(web::resource("/pub/{channel:.*}").route(web::post().to(publish::publish)))
         .service(
-            web::resource("/blob/{name}")
+            web::resource("/blob/{name:.*}")
                 .route(web::post().to(blob::upload))
-                .route(web::get().to(blob::download)),
+                .route(web::get().to(blob::download))
+                .route(web::head().to(blob::download)),
         )
-        .service(web::resource("/healthz").route(web::get().to(ops::healthz)))
-        .service(web::resource("/stats").route(web::get().to(ops::stats)))
-        .service(web::resource("/metrics").route(web::get().to(ops::metrics)))
+        .service(
+            web::resource("/healthz")
+                .route(web::get().to(ops::healthz))
+                .route(web::head().to(ops::healthz)),
+        )
+        .service(
+            web::resource("/stats")
+                .route(web::get().to(ops::stats))
+                .route(web::head().to(ops::stats)),
+        )
+        .service(
+            web::resource("/metrics")
+                .route(web::get().to(ops::metrics))
+                .route(web::head().to(ops::metrics)),
+        )
         .service(
             actix_files::Files::new("/", www)
                 .index_file("index.html")
