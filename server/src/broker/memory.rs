@@ -481,7 +481,7 @@ impl Shared {
         let previous = self.history_evictions.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(channel = %name, what, "history dropped to stay within --max-history-bytes");
         // The first eviction and then every thousandth is logged at a level operators see.
-        if previous % 1000 == 0 {
+        if previous.is_multiple_of(1000) {
             tracing::warn!(
                 limit = self.settings.max_history_bytes,
                 evictions = previous + 1,
