@@ -168,8 +168,8 @@ struct Usage {
     clients: HashMap<ClientKey, ClientShare>,
 }
 
-/// What one client's blobs take of the quota. It starts empty at every start of the relay,
-/// because blob files do not record who uploaded them.
+/// The part of the quota that one client's blobs take. It starts empty at every start of the
+/// relay, because blob files do not record who uploaded them.
 #[derive(Debug, Default)]
 struct ClientShare {
     /// The client's finished blobs, oldest first: when each expires, and its bytes.

@@ -101,12 +101,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(64..=1 << 20))]
     pub max_publish_bytes: u32,
 
-    /// Longest pause between two parts of a request body; a body that pauses longer gets
+    /// Maximum pause between two parts of a request body. A body that pauses longer gets
     /// 408, and an unfinished blob is deleted.
     #[arg(long, env = "DROPTHAT_BODY_IDLE_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
     pub body_idle_timeout: Duration,
 
-    /// Longest time a whole publish body may take to arrive; a slower one gets 408.
+    /// Maximum time a whole publish body may take to arrive; a slower one gets 408.
     #[arg(long, env = "DROPTHAT_PUBLISH_BODY_TIMEOUT", default_value = "30s", value_parser = parse_positive_duration)]
     pub publish_body_timeout: Duration,
 

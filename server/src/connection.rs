@@ -42,8 +42,8 @@ impl ConnectionSocket {
 impl ConnectionSocket {
     /// Shuts down the receiving side of the socket, for a request whose body stopped arriving
     /// and got an error response. actix-http otherwise keeps such a connection open for the
-    /// rest of the body, with no timer; after this its next read sees the end of the input,
-    /// and it closes the connection once the response is written.
+    /// rest of the body, with no timer. After this its next read returns end of file, so it
+    /// closes the connection once the response is written.
     ///
     /// Call it only while the request is being handled: the connection, and so the descriptor,
     /// is then still open.

@@ -20,7 +20,7 @@ use crate::broker::{Broker, BrokerStats};
 pub struct RejectionCounters {
     pub streams_rejected: AtomicU64,
     pub requests_rate_limited: AtomicU64,
-    /// Requests whose head or body did not arrive in time, answered with 408.
+    /// Requests whose head or body did not arrive in time, rejected with 408.
     pub requests_timed_out: AtomicU64,
 }
 

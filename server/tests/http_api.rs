@@ -591,9 +591,9 @@ async fn stalled_publish_body_times_out() {
     let relay = TestRelay::start(&["--body-idle-timeout", "1s"]).await;
     let client = client();
 
-    // A body that stops after its first bytes: with Content-Length the relay's own reader
-    // waits for the whole request first, then hands it to the route; a chunked body goes to
-    // the route at once.
+    // A body that stops after its first bytes. With Content-Length, the relay's own reader
+    // waits 5 s for the whole request and then hands it to the route. A chunked body goes
+    // to the route at once.
     let body = envelope("AQ");
     let heads = [
         format!(
@@ -641,7 +641,7 @@ async fn trickled_publish_body_times_out() {
         .await;
 
     // One byte every 100 ms never pauses for long, but the whole body takes too long. The
-    // relay answers after about a second; 50 bytes would take five.
+    // relay responds after about a second, and 50 bytes would take five.
     let started = std::time::Instant::now();
     let mut answered = false;
     for _ in 0..50 {

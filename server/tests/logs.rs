@@ -8,7 +8,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
-/// How long the test waits for the relay to start, answer or stop.
+/// How long the test waits for the relay to start, respond or stop.
 const WAIT: Duration = Duration::from_secs(10);
 
 /// A marker inside published ciphertext, looked for in the log.

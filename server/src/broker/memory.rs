@@ -50,7 +50,7 @@ pub struct BrokerSettings {
     pub history_len: usize,
     /// Maximum bytes of event frames in all channels' logs together. Publishing someone
     /// else's channel needs no subscription, so a client with many addresses could otherwise
-    /// fill memory with the history of channels nobody reads.
+    /// fill memory with the history of channels without subscribers.
     pub max_history_bytes: usize,
     /// How long a channel keeps its history after its last subscriber leaves.
     pub history_retention: Duration,
@@ -160,7 +160,7 @@ struct Log {
     /// Moves on when keepalives are due.
     keepalive_version: u64,
     /// Set when the channel leaves the map: its bytes no longer count in the broker's
-    /// `history_bytes`, and a publish that still holds it stores nothing in it.
+    /// `history_bytes`, and a publish that still has a handle to it stores nothing in it.
     detached: bool,
     /// Set by [`Broker::close`]: streams end once they have sent every event.
     closed: bool,
@@ -400,7 +400,7 @@ impl Shared {
             if fits {
                 self.trim(&mut log, self.settings.history_len);
             } else {
-                // Over budget with no idle channel left to free: the event still reaches the
+                // Over budget with no idle channel left to free, the event still reaches the
                 // subscribers, but the channel keeps only what they have still to send.
                 if self.trim(&mut log, 0) > 0 {
                     self.count_history_eviction(&name, "history cut to what subscribers need");
@@ -757,8 +757,8 @@ impl Log {
         let history_start = self.events.len() - history;
         let oldest_in_history = self.head() - history as u64;
 
-        // An id of another epoch most often comes from before a restart: every event this
-        // process has was published after the client last heard from the relay, so the
+        // An id of another epoch most often comes from before a restart. Every event this
+        // process has was then published after the client last heard from the relay, so the
         // client gets the whole history rather than nothing. The same goes for an id this
         // channel never had, such as one from before the channel was freed.
         let id = EventId::parse(last_event_id).filter(|id| id.epoch == epoch);

@@ -147,7 +147,7 @@ where
             reject(stream, rejection, state).await;
             return Ok(());
         }
-        // actix-web answers an idle connection as it does its own, and reads a slow body
+        // actix-web sends an idle connection the same 408 as its own, and reads a slow body
         // with its routes' timeouts.
         Peeked::Other | Peeked::Idle | Peeked::BodyPending => stream,
         Peeked::Closed => return Ok(()),
@@ -280,7 +280,7 @@ async fn publish(stream: &mut TcpStream, request: PublishRequest, state: &AppSta
     }
 }
 
-/// Answers a rejected request with its error, then closes the connection.
+/// Responds to a rejected request with its error, then closes the connection.
 async fn reject(mut stream: TcpStream, rejection: Rejection, state: &AppState) {
     let (status, message) = match rejection {
         Rejection::Malformed(error) => (

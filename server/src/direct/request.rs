@@ -5,7 +5,7 @@
 //! body, no upgrade, a query string that parses), and a `POST /pub/<channel>` whose
 //! `application/json` body has a `Content-Length`, has fully arrived, and is a valid envelope.
 //! A head that is malformed, too large, or not complete by the deadline is rejected here, with
-//! a one-line message, because actix-web answers those with an empty body. Anything else goes
+//! a one-line message, because actix-web sends those errors with an empty body. Anything else goes
 //! to actix-web untouched, which serves it or responds with the usual error.
 
 use std::cell::RefCell;
@@ -85,7 +85,7 @@ pub enum Peeked {
     Request(Request),
     /// A request that actix-web serves.
     Other,
-    /// A request to answer with an error, after which the connection closes.
+    /// A request rejected with an error response, after which the connection closes.
     Rejected(Rejection),
     /// The connection was closed or failed before a request began.
     Closed,
@@ -96,7 +96,7 @@ pub enum Peeked {
     BodyPending,
 }
 
-/// Why a request is rejected before actix-web sees it.
+/// Why a request is rejected before actix-web reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rejection {
     /// Not an HTTP/1.x request head.

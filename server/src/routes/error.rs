@@ -124,7 +124,7 @@ impl ResponseError for ApiError {
             response.insert_header((RETRY_AFTER, wait.as_secs().max(1).to_string()));
         }
         if status == StatusCode::REQUEST_TIMEOUT {
-            // The rest of the body may still arrive, and the next request cannot be told
+            // The rest of the body may still arrive, and the next request cannot be separated
             // from it.
             response.force_close();
         }

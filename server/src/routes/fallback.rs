@@ -1,4 +1,4 @@
-//! One-line plain-text bodies for the errors that actix-web and actix-files answer themselves
+//! One-line plain-text bodies for the errors that actix-web and actix-files send themselves
 //! (an unknown path, a method a route does not take, a range past the end of a blob, a path
 //! that cannot name a file), in the style of the relay's own errors.
 
@@ -10,7 +10,7 @@ use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
 
 use super::error::ApiError;
 
-/// Longest method name quoted in a message; longer ones are cut.
+/// Maximum length of a method name quoted in a message; longer ones are cut.
 const MAX_QUOTED_METHOD: usize = 16;
 
 /// Middleware that gives every error response without a relay message one.
@@ -43,7 +43,7 @@ fn replace_body<B: MessageBody + 'static>(
     );
     headers.remove(header::CONTENT_LENGTH);
     if status == StatusCode::METHOD_NOT_ALLOWED && !headers.contains_key(header::ALLOW) {
-        // actix-files answers other methods on the web page without naming the allowed ones.
+        // actix-files rejects other methods on the web page without naming the allowed ones.
         headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
     }
     let response = response.set_body(message).map_into_boxed_body();

@@ -6,7 +6,7 @@
 //! - `GET /healthz`, `/stats` and `/metrics`: liveness and figures ([`ops`]).
 //! - everything else: the built web page from the `--www` directory.
 //!
-//! The GET routes also take HEAD. Errors that actix-web answers itself get a one-line body
+//! The GET routes also take HEAD. Errors that actix-web sends itself get a one-line body
 //! from [`fallback`].
 
 pub mod blob;
@@ -140,9 +140,9 @@ impl AppState {
 /// How long the relay waits for request bodies.
 #[derive(Debug, Clone, Copy)]
 pub struct BodyTimeouts {
-    /// Longest pause between two parts of any body.
+    /// Maximum pause between two parts of any body.
     pub idle: Duration,
-    /// Longest time for a whole publish body.
+    /// Maximum time for a whole publish body.
     pub publish: Duration,
 }
 
@@ -168,7 +168,7 @@ pub fn security_headers(tls: bool) -> DefaultHeaders {
 ///
 /// The patterns take everything after `/sub/`, `/pub/` and `/blob/`, an empty rest or one
 /// with more slashes included, so that the route rejects it with the reason rather than the
-/// web page answering 404 or 405.
+/// web page responding with 404 or 405.
 pub fn configure(cfg: &mut web::ServiceConfig, state: AppState, www: &Path) {
     cfg.app_data(web::Data::new(state))
         .service(web::resource("/sub/{channel:.*}").route(web::get().to(events::subscribe)))
