@@ -63,7 +63,7 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// response: actix-web's client disconnect timeout.
 const LINGER_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Bytes read at a time when a request is consumed or drained.
+/// Bytes read at a time when a request is consumed.
 const READ_CHUNK: usize = 8 * 1024;
 
 /// The state that the connections of one worker share.
@@ -144,7 +144,9 @@ where
             }
         }
         Peeked::Rejected(rejection) => {
-            reject(stream, rejection, state).await;
+            // Boxed too: the rejection's state would otherwise grow the future of every
+            // connection, idle subscribers included.
+            Box::pin(reject(stream, rejection, state)).await;
             return Ok(());
         }
         // actix-web sends an idle connection the same 408 as its own, and reads a slow body
@@ -319,7 +321,7 @@ async fn reject(mut stream: TcpStream, rejection: Rejection, state: &AppState) {
         return;
     }
     let drain = async {
-        let mut buffer = [0u8; READ_CHUNK];
+        let mut buffer = [0u8; 512];
         while let Ok(read) = tokio::io::AsyncReadExt::read(&mut stream, &mut buffer).await {
             if read == 0 {
                 break;
