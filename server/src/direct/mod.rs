@@ -58,9 +58,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time a publish response may take to be written before the connection is closed.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Time a rejected client has to close its side after the error response, so that the request
-/// bytes still unread do not make the close reset the connection before the client reads the
-/// response: actix-web's client disconnect timeout.
+/// Time a rejected client has to close its side after the error response. Closing sooner, with
+/// request bytes still unread, would reset the connection before the client reads the response.
+/// It is actix-web's client disconnect timeout.
 const LINGER_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Bytes read at a time when a request is consumed.
