@@ -8,18 +8,23 @@
 //! A blob expires a fixed time after it was written, by its modification time, so expiry
 //! survives restarts. Reads treat an expired blob as gone at once; [`BlobStore::sweep`]
 //! deletes the files. The quota counts finished blobs plus the bytes that uploads in progress
-//! have written so far.
+//! have written so far. Each client may take a share of it, counted the same way over the
+//! blobs it uploaded since the relay started, until they expire.
 
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
+
+use crate::body::BodyError;
+use crate::client::ClientKey;
 
 /// Settings of a [`BlobStore`].
 #[derive(Debug, Clone)]
@@ -29,6 +34,9 @@ pub struct BlobSettings {
     pub max_size: u64,
     /// Maximum bytes of all blobs together, uploads in progress included.
     pub quota: u64,
+    /// Maximum bytes of the blobs of one client, uploads in progress included, so that one
+    /// client cannot fill the whole quota for everyone.
+    pub client_quota: u64,
     /// How long a blob is kept after it was written.
     pub expiry: Duration,
 }
@@ -94,8 +102,19 @@ pub enum BlobError {
     #[error("the relay's blob storage is full ({quota} bytes); retry after older blobs expire")]
     QuotaExceeded { quota: u64 },
 
-    #[error("the upload was interrupted: {reason}")]
-    UploadInterrupted { reason: String },
+    #[error(
+        "this client's blobs already take {used} bytes of its {limit}-byte share of the relay's \
+         storage; retry after its older blobs expire"
+    )]
+    ClientQuotaExceeded {
+        used: u64,
+        limit: u64,
+        /// Time until the client's oldest blob expires, when it has one.
+        retry_after: Option<Duration>,
+    },
+
+    #[error("{0}")]
+    Body(#[from] BodyError),
 
     #[error("failed to {operation} {}: {source}", path.display())]
     Io {
@@ -144,6 +163,111 @@ struct Usage {
     bytes: u64,
     /// Bytes written by uploads still in progress.
     reserved: u64,
+    /// The share of each client that has a blob or an upload in progress. The sweeper removes
+    /// clients whose blobs have all expired.
+    clients: HashMap<ClientKey, ClientShare>,
+}
+
+/// The part of the quota that one client's blobs take. It starts empty at every start of the
+/// relay, because blob files do not record who uploaded them.
+#[derive(Debug, Default)]
+struct ClientShare {
+    /// The client's finished blobs, oldest first: when each expires, and its bytes.
+    blobs: VecDeque<(Instant, u64)>,
+    /// Bytes of `blobs`.
+    stored: u64,
+    /// Bytes written by the client's uploads in progress.
+    reserved: u64,
+}
+
+impl ClientShare {
+    fn forget_expired(&mut self, now: Instant) {
+        while let Some(&(expires, bytes)) = self.blobs.front() {
+            if expires > now {
+                break;
+            }
+            self.blobs.pop_front();
+            self.stored -= bytes;
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.blobs.is_empty() && self.reserved == 0
+    }
+}
+
+impl Usage {
+    /// Checks that `more` bytes fit in the quota and in `client`'s share, and reserves them
+    /// for an upload in progress.
+    fn reserve(
+        &mut self,
+        settings: &BlobSettings,
+        client: Option<ClientKey>,
+        more: u64,
+    ) -> Result<(), BlobError> {
+        self.check(settings, client, more)?;
+        self.reserved += more;
+        if let Some(client) = client {
+            self.clients.entry(client).or_default().reserved += more;
+        }
+        Ok(())
+    }
+
+    fn check(
+        &mut self,
+        settings: &BlobSettings,
+        client: Option<ClientKey>,
+        more: u64,
+    ) -> Result<(), BlobError> {
+        if self.bytes + self.reserved + more > settings.quota {
+            return Err(BlobError::QuotaExceeded {
+                quota: settings.quota,
+            });
+        }
+        let Some(client) = client else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        let (used, oldest) = match self.clients.get_mut(&client) {
+            Some(share) => {
+                share.forget_expired(now);
+                let oldest = share.blobs.front().map(|(expires, _)| *expires);
+                (share.stored + share.reserved, oldest)
+            }
+            None => (0, None),
+        };
+        if used + more > settings.client_quota {
+            return Err(BlobError::ClientQuotaExceeded {
+                used,
+                limit: settings.client_quota,
+                retry_after: oldest.map(|expires| expires.saturating_duration_since(now)),
+            });
+        }
+        Ok(())
+    }
+
+    /// Releases the bytes an upload reserved; `stored` moves them to the finished blobs.
+    fn release(&mut self, client: Option<ClientKey>, bytes: u64, stored: Option<Instant>) {
+        self.reserved -= bytes;
+        if stored.is_some() {
+            self.bytes += bytes;
+            self.blobs += 1;
+        }
+        let Some(client) = client else {
+            return;
+        };
+        let Some(share) = self.clients.get_mut(&client) else {
+            return;
+        };
+        share.reserved -= bytes;
+        if let Some(expires) = stored {
+            share.blobs.push_back((expires, bytes));
+            share.stored += bytes;
+        }
+        if share.is_empty() {
+            self.clients.remove(&client);
+        }
+    }
 }
 
 impl BlobStore {
@@ -200,16 +324,17 @@ impl BlobStore {
         }
     }
 
-    /// Stores the bytes of `body` as a new blob. `declared_len` is the request's
-    /// Content-Length, checked against the limits before any byte is written.
-    pub async fn store<S, E>(
+    /// Stores the bytes of `body` as a new blob, counted in `client`'s share. `declared_len`
+    /// is the request's Content-Length, checked against the limits before any byte is
+    /// written.
+    pub async fn store<S>(
         &self,
         mut body: S,
         declared_len: Option<u64>,
+        client: Option<ClientKey>,
     ) -> Result<StoredBlob, BlobError>
     where
-        S: Stream<Item = Result<Bytes, E>> + Unpin,
-        E: fmt::Display,
+        S: Stream<Item = Result<Bytes, BodyError>> + Unpin,
     {
         let limit = self.inner.settings.max_size;
         if let Some(declared) = declared_len {
@@ -219,16 +344,15 @@ impl BlobStore {
                     limit,
                 });
             }
-            self.inner.check_room(declared)?;
+            self.inner
+                .lock()
+                .check(&self.inner.settings, client, declared)?;
         }
 
         let id = BlobId::random()?;
-        let mut upload = Upload::create(self.inner.clone(), &id).await?;
+        let mut upload = Upload::create(self.inner.clone(), &id, client).await?;
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| BlobError::UploadInterrupted {
-                reason: e.to_string(),
-            })?;
-            upload.write(&chunk).await?;
+            upload.write(&chunk?).await?;
         }
         upload.finish(id).await
     }
@@ -309,6 +433,11 @@ impl BlobStore {
         let mut usage = self.inner.lock();
         usage.blobs = blobs;
         usage.bytes = bytes;
+        let now = Instant::now();
+        usage.clients.retain(|_, share| {
+            share.forget_expired(now);
+            !share.is_empty()
+        });
         Ok((
             BlobStats {
                 blobs,
@@ -332,15 +461,6 @@ impl Inner {
         now.duration_since(written)
             .is_ok_and(|age| age >= self.settings.expiry)
     }
-
-    fn check_room(&self, more: u64) -> Result<(), BlobError> {
-        let usage = self.lock();
-        let quota = self.settings.quota;
-        if usage.bytes + usage.reserved + more > quota {
-            return Err(BlobError::QuotaExceeded { quota });
-        }
-        Ok(())
-    }
 }
 
 /// An upload in progress: its temporary file and the bytes it reserved against the quota.
@@ -348,6 +468,8 @@ impl Inner {
 /// request is dropped, deletes the file and releases the bytes.
 struct Upload {
     store: Arc<Inner>,
+    /// The client whose share the upload counts in.
+    client: Option<ClientKey>,
     file: Option<tokio::fs::File>,
     tmp_path: PathBuf,
     written: u64,
@@ -355,7 +477,11 @@ struct Upload {
 }
 
 impl Upload {
-    async fn create(store: Arc<Inner>, id: &BlobId) -> Result<Self, BlobError> {
+    async fn create(
+        store: Arc<Inner>,
+        id: &BlobId,
+        client: Option<ClientKey>,
+    ) -> Result<Self, BlobError> {
         let tmp_path = store.tmp_dir.join(format!("{id}.part"));
         let file = tokio::fs::File::create(&tmp_path)
             .await
@@ -366,6 +492,7 @@ impl Upload {
             })?;
         Ok(Self {
             store,
+            client,
             file: Some(file),
             tmp_path,
             written: 0,
@@ -382,14 +509,9 @@ impl Upload {
                 limit,
             });
         }
-        {
-            let mut usage = self.store.lock();
-            let quota = self.store.settings.quota;
-            if usage.bytes + usage.reserved + more > quota {
-                return Err(BlobError::QuotaExceeded { quota });
-            }
-            usage.reserved += more;
-        }
+        self.store
+            .lock()
+            .reserve(&self.store.settings, self.client, more)?;
         self.written += more;
 
         let Some(file) = self.file.as_mut() else {
@@ -416,10 +538,10 @@ impl Upload {
             .map_err(|e| self.io_error("rename", e))?;
         self.finished = true;
 
-        let mut usage = self.store.lock();
-        usage.reserved -= self.written;
-        usage.bytes += self.written;
-        usage.blobs += 1;
+        let expires = Instant::now() + self.store.settings.expiry;
+        self.store
+            .lock()
+            .release(self.client, self.written, Some(expires));
         Ok(StoredBlob {
             id,
             bytes: self.written,
@@ -446,7 +568,7 @@ impl Drop for Upload {
             {
                 tracing::warn!(%error, path = %self.tmp_path.display(), "failed to delete an unfinished upload");
             }
-            self.store.lock().reserved -= self.written;
+            self.store.lock().release(self.client, self.written, None);
         }
     }
 }
@@ -490,8 +612,6 @@ pub async fn sweep_periodically(store: BlobStore, interval: Duration) {
 
 #[cfg(test)]
 mod tests {
-    use std::convert::Infallible;
-
     use futures_util::stream;
 
     use super::*;
@@ -501,11 +621,12 @@ mod tests {
             dir: dir.to_owned(),
             max_size: 100,
             quota: 250,
+            client_quota: 150,
             expiry: Duration::from_secs(3600),
         }
     }
 
-    fn body(chunks: &[&'static [u8]]) -> impl Stream<Item = Result<Bytes, Infallible>> + Unpin {
+    fn body(chunks: &[&'static [u8]]) -> impl Stream<Item = Result<Bytes, BodyError>> + Unpin {
         stream::iter(
             chunks
                 .iter()
@@ -535,7 +656,10 @@ mod tests {
     async fn stored_blob_reads_back() {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::open(settings(dir.path())).unwrap();
-        let stored = store.store(body(&[b"abc", b"def"]), None).await.unwrap();
+        let stored = store
+            .store(body(&[b"abc", b"def"]), None, None)
+            .await
+            .unwrap();
         assert_eq!(stored.bytes, 6);
         let path = store.path(stored.id).await.unwrap();
         assert_eq!(std::fs::read(path).unwrap(), b"abcdef");
@@ -556,7 +680,7 @@ mod tests {
     async fn oversized_and_over_quota_rejected() {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::open(settings(dir.path())).unwrap();
-        let declared = store.store(body(&[]), Some(101)).await;
+        let declared = store.store(body(&[]), Some(101), None).await;
         assert!(matches!(
             declared,
             Err(BlobError::TooLarge {
@@ -564,7 +688,7 @@ mod tests {
                 limit: 100
             })
         ));
-        let streamed = store.store(body(&[&[0; 60], &[0; 60]]), None).await;
+        let streamed = store.store(body(&[&[0; 60], &[0; 60]]), None, None).await;
         assert!(matches!(
             streamed,
             Err(BlobError::TooLarge {
@@ -573,9 +697,9 @@ mod tests {
             })
         ));
 
-        store.store(body(&[&[0; 100]]), None).await.unwrap();
-        store.store(body(&[&[0; 100]]), None).await.unwrap();
-        let full = store.store(body(&[&[0; 60]]), None).await;
+        store.store(body(&[&[0; 100]]), None, None).await.unwrap();
+        store.store(body(&[&[0; 100]]), None, None).await.unwrap();
+        let full = store.store(body(&[&[0; 60]]), None, None).await;
         assert!(matches!(full, Err(BlobError::QuotaExceeded { quota: 250 })));
         assert_eq!(store.stats().blob_bytes, 200);
         assert_eq!(
@@ -585,10 +709,64 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn client_share_limits_one_client() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(settings(dir.path())).unwrap();
+        let client = |text: &str| Some(ClientKey::of(text.parse().unwrap()));
+        let first = client("192.0.2.1");
+
+        store.store(body(&[&[0; 100]]), None, first).await.unwrap();
+        let declared = store.store(body(&[]), Some(60), first).await;
+        assert!(matches!(
+            declared,
+            Err(BlobError::ClientQuotaExceeded {
+                used: 100,
+                limit: 150,
+                retry_after: Some(_)
+            })
+        ));
+        let streamed = store.store(body(&[&[0; 30], &[0; 30]]), None, first).await;
+        assert!(matches!(
+            streamed,
+            Err(BlobError::ClientQuotaExceeded { used: 130, .. })
+        ));
+        store.store(body(&[&[0; 50]]), None, first).await.unwrap();
+
+        // Another client, and uploads without a known client, still have room.
+        store
+            .store(body(&[&[0; 50]]), None, client("192.0.2.2"))
+            .await
+            .unwrap();
+        store.store(body(&[&[0; 40]]), None, None).await.unwrap();
+        assert_eq!(store.stats().blob_bytes, 240);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn client_share_frees_on_expiry() {
+        let dir = tempfile::tempdir().unwrap();
+        let short = BlobSettings {
+            expiry: Duration::from_millis(100),
+            ..settings(dir.path())
+        };
+        let store = BlobStore::open(short).unwrap();
+        let client = Some(ClientKey::of("192.0.2.1".parse().unwrap()));
+        store.store(body(&[&[0; 100]]), None, client).await.unwrap();
+        assert!(store.store(body(&[&[0; 100]]), None, client).await.is_err());
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        store.sweep().unwrap();
+        assert!(store.inner.lock().clients.is_empty());
+        store.store(body(&[&[0; 100]]), None, client).await.unwrap();
+    }
+
+    #[tokio::test]
     async fn reopened_store_counts_and_expires() {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::open(settings(dir.path())).unwrap();
-        let kept = store.store(body(&[b"keep"]), None).await.unwrap();
+        let kept = store.store(body(&[b"keep"]), None, None).await.unwrap();
         std::fs::write(dir.path().join("tmp/partial.part"), b"half").unwrap();
         drop(store);
 

@@ -72,6 +72,13 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(0..=10_000))]
     pub history_len: u32,
 
+    /// Maximum bytes of event frames kept in memory over all channels. Beyond it, the history
+    /// of idle channels is dropped, oldest first, and then channels keep only what their
+    /// subscribers have still to send.
+    #[arg(long, env = "DROPTHAT_MAX_HISTORY_BYTES", default_value_t = 256 << 20,
+          value_parser = clap::value_parser!(u64).range(64 * 1024..=1 << 40))]
+    pub max_history_bytes: u64,
+
     /// How long a channel keeps its history after its last subscriber leaves.
     #[arg(long, env = "DROPTHAT_HISTORY_RETENTION", default_value = "5m", value_parser = humantime::parse_duration)]
     pub history_retention: Duration,
@@ -94,6 +101,15 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(64..=1 << 20))]
     pub max_publish_bytes: u32,
 
+    /// Maximum pause between two parts of a request body. A body that pauses longer gets
+    /// 408, and an unfinished blob is deleted.
+    #[arg(long, env = "DROPTHAT_BODY_IDLE_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
+    pub body_idle_timeout: Duration,
+
+    /// Maximum time a whole publish body may take to arrive; a slower one gets 408.
+    #[arg(long, env = "DROPTHAT_PUBLISH_BODY_TIMEOUT", default_value = "30s", value_parser = parse_positive_duration)]
+    pub publish_body_timeout: Duration,
+
     /// Maximum blob size, in bytes.
     #[arg(long, env = "DROPTHAT_MAX_BLOB_BYTES", default_value_t = 8 << 20,
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -102,6 +118,11 @@ pub struct Config {
     /// Maximum bytes of all blobs together on disk; uploads beyond it get 507.
     #[arg(long, env = "DROPTHAT_BLOB_QUOTA_BYTES", default_value_t = 1 << 30)]
     pub blob_quota_bytes: u64,
+
+    /// Maximum bytes of the blobs of one client address (an IPv6 client counts by its /64);
+    /// uploads beyond it get 507. The default is a quarter of --blob-quota-bytes.
+    #[arg(long, env = "DROPTHAT_BLOB_QUOTA_PER_CLIENT_BYTES")]
+    pub blob_quota_per_client_bytes: Option<u64>,
 
     /// How long a blob is kept after its upload.
     #[arg(long, env = "DROPTHAT_BLOB_EXPIRY", default_value = "24h", value_parser = parse_positive_duration)]
@@ -169,6 +190,9 @@ impl Config {
     pub fn broker_settings(&self) -> BrokerSettings {
         BrokerSettings {
             history_len: self.history_len as usize,
+            // The flag's range keeps the value within usize on 64-bit targets; a 32-bit
+            // target saturates to its address space.
+            max_history_bytes: usize::try_from(self.max_history_bytes).unwrap_or(usize::MAX),
             history_retention: self.history_retention,
             count_interval: self.count_interval,
             keepalive: self.keepalive,
@@ -176,6 +200,12 @@ impl Config {
             max_waiting_bytes: self.queue_bytes as usize,
             max_subscribers_per_channel: self.max_subscribers_per_channel as usize,
         }
+    }
+
+    /// Returns the blob bytes one client may store.
+    pub fn blob_client_quota(&self) -> u64 {
+        self.blob_quota_per_client_bytes
+            .unwrap_or(self.blob_quota_bytes / 4)
     }
 
     /// Returns the proxies whose `X-Forwarded-For` is believed.
@@ -271,9 +301,11 @@ mod tests {
         assert_eq!(config.keepalive, Duration::from_secs(20));
         assert_eq!(config.count_interval, Duration::from_millis(370));
         assert_eq!(config.history_len, 100);
+        assert_eq!(config.max_history_bytes, 256 << 20);
         assert_eq!(config.max_publish_bytes, 32 * 1024);
         assert_eq!(config.max_blob_bytes, 8 << 20);
         assert_eq!(config.blob_expiry, Duration::from_secs(24 * 3600));
+        assert_eq!(config.blob_client_quota(), 256 << 20);
         assert!(config.trusted_proxies.is_empty());
         assert!(config.tls().unwrap().is_none());
     }

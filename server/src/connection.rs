@@ -1,5 +1,5 @@
 //! Per-connection data captured when a connection is accepted, so a route can shut down the
-//! socket of a subscriber that stopped reading.
+//! socket of a subscriber that stopped reading, or stop reading a body that stopped arriving.
 //!
 //! actix-web stops polling a response body while the connection's write buffer is full, so a
 //! stream cannot end itself once its reader stalls: the socket must be shut down from outside.
@@ -36,6 +36,25 @@ impl ConnectionSocket {
     /// descriptor still belongs to this connection and cannot have been reused.
     pub fn closer(self) -> ConnectionCloser {
         ConnectionCloser(self.0)
+    }
+}
+
+impl ConnectionSocket {
+    /// Shuts down the receiving side of the socket, for a request whose body stopped arriving
+    /// and got an error response. actix-http otherwise keeps such a connection open for the
+    /// rest of the body, with no timer. After this its next read returns end of file, so it
+    /// closes the connection once the response is written.
+    ///
+    /// Call it only while the request is being handled: the connection, and so the descriptor,
+    /// is then still open.
+    pub fn stop_reading(self) {
+        // SAFETY: shutdown(2) takes a descriptor and a flag and touches no memory. The
+        // descriptor is this connection's open socket while its request is handled.
+        let result = unsafe { libc::shutdown(self.0, libc::SHUT_RD) };
+        if result != 0 {
+            let error = std::io::Error::last_os_error();
+            tracing::debug!(%error, "shutting down the receiving side of a socket failed");
+        }
     }
 }
 

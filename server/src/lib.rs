@@ -14,6 +14,7 @@
 //! - [`direct`]: event streams on plain HTTP, served straight from the socket; every other
 //!   connection goes on to actix-web.
 //! - [`routes`]: the HTTP endpoints, their errors and the security headers on every response.
+//! - [`body`]: request bodies read with an idle timeout and a time limit.
 //! - [`channel`]: validated channel ids, the only name of a room the server receives.
 //! - [`envelope`]: the shape check and one-line re-encoding of a published envelope.
 //! - [`broker`]: fan-out, history, subscriber counts and delivery figures behind one small
@@ -24,6 +25,7 @@
 //! - [`server`]: builds and starts the HTTP server from a [`config::Config`].
 
 pub mod blob;
+pub mod body;
 pub mod broker;
 pub mod channel;
 pub mod client;

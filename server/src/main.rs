@@ -8,6 +8,7 @@ use clap::Parser;
 use dropthat_server::config::Config;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{Directive, LevelFilter};
 
 /// mimalloc rather than glibc's allocator: the relay allocates and frees many small buffers on
 /// two or more threads, and glibc's consolidation of freed chunks showed up in its profiles.
@@ -15,13 +16,32 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// actix-http logs each connection whose request cannot be parsed, or that breaks off, at
+/// error level ("stream error"). Any client can cause those lines, so they are only shown when
+/// `RUST_LOG` enables debug lines.
+const QUIET_CONNECTION_ERRORS: &str = "actix_http::h1::dispatcher=off";
+
+/// Returns the log filter from `RUST_LOG`, `info` by default.
+fn log_filter() -> EnvFilter {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    if filter
+        .max_level_hint()
+        .is_some_and(|level| level >= LevelFilter::DEBUG)
+    {
+        return filter;
+    }
+    // A constant directive in the syntax `RUST_LOG` takes always parses.
+    let quiet: Directive = QUIET_CONNECTION_ERRORS
+        .parse()
+        .expect("the directive for connection errors parses");
+    filter.add_directive(quiet)
+}
+
 #[actix_web::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(log_filter())
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();

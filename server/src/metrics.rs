@@ -20,6 +20,8 @@ use crate::broker::{Broker, BrokerStats};
 pub struct RejectionCounters {
     pub streams_rejected: AtomicU64,
     pub requests_rate_limited: AtomicU64,
+    /// Requests whose head or body did not arrive in time, rejected with 408.
+    pub requests_timed_out: AtomicU64,
 }
 
 /// Whether a figure only grows or goes up and down.
@@ -47,11 +49,12 @@ pub struct Figures {
     blobs: BlobStats,
     streams_rejected: u64,
     requests_rate_limited: u64,
+    requests_timed_out: u64,
 }
 
 impl Figures {
     /// Returns the figures in a fixed order.
-    pub fn list(&self) -> [Figure; 13] {
+    pub fn list(&self) -> [Figure; 16] {
         use Kind::{Counter, Gauge};
         let b = &self.broker;
         let figure = |name, help, kind, value| Figure {
@@ -110,6 +113,18 @@ impl Figures {
                 Counter,
                 b.bytes_delivered,
             ),
+            figure(
+                "history_bytes",
+                "Bytes of event frames kept in memory over all channels.",
+                Gauge,
+                b.history_bytes,
+            ),
+            figure(
+                "history_evictions",
+                "Channel histories dropped early to stay within --max-history-bytes.",
+                Counter,
+                b.history_evictions,
+            ),
             figure("blobs", "Blobs stored.", Gauge, self.blobs.blobs),
             figure(
                 "blob_bytes",
@@ -119,7 +134,7 @@ impl Figures {
             ),
             figure(
                 "streams_rejected",
-                "Event streams rejected by a stream limit.",
+                "Event streams rejected by the overall, per-client or per-channel stream limit.",
                 Counter,
                 self.streams_rejected,
             ),
@@ -128,6 +143,12 @@ impl Figures {
                 "Publishes and uploads rejected by a rate limit.",
                 Counter,
                 self.requests_rate_limited,
+            ),
+            figure(
+                "requests_timed_out",
+                "Requests whose head or body did not arrive in time.",
+                Counter,
+                self.requests_timed_out,
             ),
         ]
     }
@@ -172,6 +193,7 @@ impl Source {
                 .rejections
                 .requests_rate_limited
                 .load(Ordering::Relaxed),
+            requests_timed_out: self.rejections.requests_timed_out.load(Ordering::Relaxed),
         }
     }
 }

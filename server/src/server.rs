@@ -130,6 +130,7 @@ pub fn start(
         dir: config.data_dir.clone(),
         max_size: config.max_blob_bytes,
         quota: config.blob_quota_bytes,
+        client_quota: config.blob_client_quota(),
         expiry: config.blob_expiry,
     })?;
     let sweep_interval =
@@ -158,6 +159,10 @@ pub fn start(
         rejections: rejections.clone(),
         metrics: Metrics::new(broker.clone(), blobs, rejections),
         max_publish_bytes: config.max_publish_bytes as usize,
+        body_timeouts: routes::BodyTimeouts {
+            idle: config.body_idle_timeout,
+            publish: config.publish_body_timeout,
+        },
         log_client_addresses: config.log_client_addresses,
     };
 
@@ -184,6 +189,7 @@ pub fn start(
     let addr = listener.local_addr().map_err(bind_error)?;
     let app = move || {
         App::new()
+            .wrap(routes::fallback::error_bodies())
             .wrap(routes::security_headers(serves_tls))
             .configure(|cfg| routes::configure(cfg, state.clone(), &www))
     };

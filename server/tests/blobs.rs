@@ -149,7 +149,13 @@ async fn blob_requests_rejected_with_reasons() {
 
 #[actix_rt::test]
 async fn quota_rejects_with_insufficient_storage() {
-    let relay = TestRelay::start(&["--blob-quota-bytes", "2500"]).await;
+    let relay = TestRelay::start(&[
+        "--blob-quota-bytes",
+        "2500",
+        "--blob-quota-per-client-bytes",
+        "2500",
+    ])
+    .await;
     let client = client();
     let mut room = EventReader::open(&client, &relay, "room").await;
     room.skip_opening().await;
@@ -163,6 +169,119 @@ async fn quota_rejects_with_insufficient_storage() {
     // What still fits is accepted.
     upload_id(&client, &relay, "room", ciphertext(500)).await;
     assert_eq!(relay.stats(&client).await["blob_bytes"], 2500);
+}
+
+#[actix_rt::test]
+async fn client_share_limits_one_client() {
+    let relay = TestRelay::start(&[
+        "--blob-quota-bytes",
+        "10000",
+        "--blob-quota-per-client-bytes",
+        "2500",
+        "--trusted-proxies",
+        "127.0.0.1",
+        "--upload-burst",
+        "20",
+    ])
+    .await;
+    let client = client();
+    let mut room = EventReader::open(&client, &relay, "room").await;
+    room.skip_opening().await;
+    let upload_as = |forwarded_for: &'static str, len: usize| {
+        client
+            .post(relay.url("/blob/room"))
+            .header("X-Forwarded-For", forwarded_for)
+            .body(ciphertext(len))
+            .send()
+    };
+
+    for _ in 0..2 {
+        let stored = upload_as("192.0.2.1", 1000).await.unwrap();
+        assert_eq!(stored.status(), StatusCode::CREATED);
+    }
+    let over = upload_as("192.0.2.1", 1000).await.unwrap();
+    assert_eq!(over.status(), StatusCode::INSUFFICIENT_STORAGE);
+    let wait: u64 = over.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        wait > 3600,
+        "the oldest blob expires in about a day: {wait}"
+    );
+    let message = over.text().await.unwrap();
+    assert!(
+        message.contains("2000 bytes of its 2500-byte share"),
+        "{message}"
+    );
+    assert_eq!(message.lines().count(), 1, "{message}");
+
+    // What is left of the share, and other clients, still get their uploads stored.
+    let rest = upload_as("192.0.2.1", 500).await.unwrap();
+    assert_eq!(rest.status(), StatusCode::CREATED);
+    let other = upload_as("192.0.2.2", 1000).await.unwrap();
+    assert_eq!(other.status(), StatusCode::CREATED);
+
+    // An IPv6 client's share covers its /64.
+    for (address, expected) in [
+        ("2001:db8:0:1::a", StatusCode::CREATED),
+        ("2001:db8:0:1::b", StatusCode::CREATED),
+        ("2001:db8:0:1::c", StatusCode::INSUFFICIENT_STORAGE),
+    ] {
+        let response = upload_as(address, 1000).await.unwrap();
+        assert_eq!(response.status(), expected, "{address}");
+    }
+    assert_eq!(relay.stats(&client).await["blob_bytes"], 5500);
+}
+
+#[actix_rt::test]
+async fn stalled_upload_times_out_and_deletes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let relay = TestRelay::start(&["--body-idle-timeout", "500ms"]).await;
+    let client = client();
+    let mut room = EventReader::open(&client, &relay, "room").await;
+    room.skip_opening().await;
+
+    let mut socket = tokio::net::TcpStream::connect(relay.addr()).await.unwrap();
+    socket
+        .write_all(b"POST /blob/room HTTP/1.1\r\nHost: relay\r\nContent-Length: 100000\r\n\r\n")
+        .await
+        .unwrap();
+    socket.write_all(&ciphertext(1000)).await.unwrap();
+    // The upload has begun: its temporary file exists.
+    let tmp = relay.data_dir.join("tmp");
+    let deadline = Instant::now() + common::WAIT;
+    while std::fs::read_dir(&tmp).unwrap().count() == 0 {
+        assert!(Instant::now() < deadline, "no temporary file appeared");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let mut response = Vec::new();
+    tokio::time::timeout(common::WAIT, socket.read_to_end(&mut response))
+        .await
+        .expect("the relay answered and closed the connection")
+        .unwrap();
+    let response = String::from_utf8(response).unwrap();
+    assert!(
+        response.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+        "{response}"
+    );
+    assert!(
+        response.ends_with(
+            "\r\n\r\nno byte of the request body arrived for 500ms; send the body without pausing\n"
+        ),
+        "{response}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "temporary file left"
+    );
+    let stats = relay.stats(&client).await;
+    assert_eq!(stats["requests_timed_out"], 1);
+    assert_eq!(stats["blobs"], 0);
 }
 
 #[actix_rt::test]

@@ -87,6 +87,34 @@ async fn counts_coalesce_during_join_burst() {
 }
 
 #[actix_rt::test]
+async fn each_count_sent_once() {
+    let relay = TestRelay::start(&["--count-interval", "50ms"]).await;
+    let client = client();
+    let quiet = Duration::from_millis(600);
+
+    // A lone subscriber gets count=1 when it joins, and nothing at the ticks that follow.
+    let mut first = EventReader::open(&client, &relay, "room").await;
+    assert_eq!(first.skip_opening().await, 1);
+    let after_join = first.next_within(quiet).await;
+    assert!(
+        after_join.is_err(),
+        "a second frame arrived: {after_join:?}"
+    );
+
+    // A second subscriber's join reaches the first once; the joiner gets its count at once.
+    let mut second = EventReader::open(&client, &relay, "room").await;
+    assert_eq!(second.skip_opening().await, 2);
+    assert_eq!(first.next_event().await.count(), Some(2));
+    let after_change = first.next_within(quiet).await;
+    assert!(after_change.is_err(), "count repeated: {after_change:?}");
+    let joiner = second.next_within(quiet).await;
+    assert!(
+        joiner.is_err(),
+        "the joiner got its count again: {joiner:?}"
+    );
+}
+
+#[actix_rt::test]
 async fn empty_channel_is_freed() {
     let relay = TestRelay::start(&["--count-interval", "50ms"]).await;
     let client = client();
@@ -195,7 +223,53 @@ async fn resume_reports_unknown_and_evicted() {
         let notice = next_non_count(&mut reader).await;
         assert_eq!(notice.event.as_deref(), Some("reset"), "{unknown}");
         assert_eq!(notice.data(), "reason=unknown-id", "{unknown}");
+        // The whole history follows: the last two events.
+        assert_eq!(next_non_count(&mut reader).await.id.as_ref(), Some(&ids[2]));
+        assert_eq!(next_non_count(&mut reader).await.id.as_ref(), Some(&ids[3]));
     }
+}
+
+#[actix_rt::test]
+async fn resume_after_restart_replays_history() {
+    let data = tempfile::tempdir().unwrap();
+    let client = client();
+    let mut before = TestRelay::start_in(data.path(), &[]).await;
+    let mut reader = EventReader::open(&client, &before, "room").await;
+    reader.skip_opening().await;
+    let last_seen = publish_id(&client, &before, "room", "AAAA").await;
+    assert_eq!(
+        next_non_count(&mut reader).await.id,
+        Some(last_seen.clone())
+    );
+    before.shut_down().await;
+    assert_eq!(reader.next().await, None, "the stream ends at the shutdown");
+
+    // A second relay process on the same address. Another member reconnects first, and
+    // two messages are published before the first reader is back.
+    let addr = before.addr().to_owned();
+    let after = TestRelay::start_at(&addr, data.path(), &[]).await;
+    let mut other = EventReader::open(&client, &after, "room").await;
+    other.skip_opening().await;
+    let first_new = publish_id(&client, &after, "room", "BBBB").await;
+    let second_new = publish_id(&client, &after, "room", "CCCC").await;
+    assert_ne!(first_new.split_once('-'), last_seen.split_once('-'));
+
+    // The reader resumes with an id of the previous process: a notice, then both messages
+    // in order, then live events, each once.
+    let request = client
+        .get(after.url("/sub/room"))
+        .header("Last-Event-ID", &last_seen);
+    let mut resumed = EventReader::open_with(request).await;
+    resumed.skip_opening().await;
+    let notice = next_non_count(&mut resumed).await;
+    assert_eq!(notice.event.as_deref(), Some("reset"));
+    assert_eq!(notice.data(), "reason=unknown-id");
+    let replayed = next_non_count(&mut resumed).await;
+    assert_eq!(replayed.id, Some(first_new));
+    assert!(replayed.data().contains("BBBB"), "{replayed:?}");
+    assert_eq!(next_non_count(&mut resumed).await.id, Some(second_new));
+    let live = publish_id(&client, &after, "room", "DDDD").await;
+    assert_eq!(next_non_count(&mut resumed).await.id, Some(live));
 }
 
 #[actix_rt::test]

@@ -574,3 +574,272 @@ async fn connection_close_ends_publish_connection() {
     let read = tokio::time::timeout(common::WAIT, connection.socket.read_to_end(&mut rest)).await;
     assert_eq!(read.unwrap().unwrap(), 0, "the relay closed the connection");
 }
+
+/// Reads the rest of what the relay sends until it closes the connection.
+async fn read_to_close(connection: &mut Connection) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut rest = std::mem::take(&mut connection.received);
+    tokio::time::timeout(common::WAIT, connection.socket.read_to_end(&mut rest))
+        .await
+        .expect("the relay closed the connection within the wait")
+        .unwrap();
+    rest
+}
+
+#[actix_rt::test]
+async fn stalled_publish_body_times_out() {
+    let relay = TestRelay::start(&["--body-idle-timeout", "1s"]).await;
+    let client = client();
+
+    // A body that stops after its first bytes. With Content-Length, the relay's own reader
+    // waits 5 s for the whole request and then hands it to the route. A chunked body goes
+    // to the route at once.
+    let body = envelope("AQ");
+    let heads = [
+        format!(
+            "POST /pub/room HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{}",
+            body.len(),
+            &body[..10]
+        ),
+        format!(
+            "POST /pub/room HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\n\
+             Transfer-Encoding: chunked\r\n\r\nA\r\n{}\r\n",
+            &body[..10]
+        ),
+    ];
+    let mut connections = Vec::new();
+    for head in &heads {
+        let mut connection = Connection::open(&relay).await;
+        connection.send(head.as_bytes()).await;
+        connections.push(connection);
+    }
+    for mut connection in connections {
+        let (head, message) = connection.response().await;
+        assert_eq!(head.status, "HTTP/1.1 408 Request Timeout");
+        assert_eq!(head.header("connection"), Some("close"));
+        assert_eq!(
+            message,
+            "no byte of the request body arrived for 1s; send the body without pausing\n"
+        );
+        assert!(read_to_close(&mut connection).await.is_empty());
+    }
+    assert_eq!(relay.stats(&client).await["requests_timed_out"], 2);
+}
+
+#[actix_rt::test]
+async fn trickled_publish_body_times_out() {
+    use tokio::io::AsyncReadExt;
+
+    let relay = TestRelay::start(&["--publish-body-timeout", "1s"]).await;
+    let mut connection = Connection::open(&relay).await;
+    connection
+        .send(
+            b"POST /pub/room HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\n\
+              Transfer-Encoding: chunked\r\n\r\n",
+        )
+        .await;
+
+    // One byte every 100 ms never pauses for long, but the whole body takes too long. The
+    // relay responds after about a second, and 50 bytes would take five.
+    let started = std::time::Instant::now();
+    let mut answered = false;
+    for _ in 0..50 {
+        connection.send(b"1\r\n \r\n").await;
+        let mut buffer = [0u8; 1024];
+        let wait = std::time::Duration::from_millis(100);
+        if let Ok(read) = tokio::time::timeout(wait, connection.socket.read(&mut buffer)).await {
+            connection
+                .received
+                .extend_from_slice(&buffer[..read.unwrap()]);
+            answered = true;
+            break;
+        }
+    }
+    assert!(answered, "no response while the body trickled in");
+    assert!(started.elapsed() < std::time::Duration::from_secs(4));
+    let (head, message) = connection.response().await;
+    assert_eq!(head.status, "HTTP/1.1 408 Request Timeout");
+    assert_eq!(
+        message,
+        "the request body took longer than 1s, the limit for this request\n"
+    );
+}
+
+/// Checks that `body` is one line of plain text that contains `expected`.
+fn assert_one_line(body: &str, expected: &str) {
+    assert!(body.contains(expected), "{body:?} lacks {expected:?}");
+    assert!(body.ends_with('\n'), "{body:?}");
+    assert_eq!(body.matches('\n').count(), 1, "{body:?}");
+}
+
+#[actix_rt::test]
+async fn default_errors_get_one_line() {
+    let relay = TestRelay::start(&[]).await;
+    let client = client();
+    let blob_id = {
+        let mut room = EventReader::open(&client, &relay, "room").await;
+        room.skip_opening().await;
+        let stored = client
+            .post(relay.url("/blob/room"))
+            .body(vec![7u8; 10])
+            .send()
+            .await
+            .unwrap();
+        let created: serde_json::Value = stored.json().await.unwrap();
+        created["id"].as_str().unwrap().to_owned()
+    };
+    let blob = relay.url(&format!("/blob/{blob_id}"));
+
+    let cases = [
+        (
+            client.post(relay.url("/healthz")),
+            405,
+            "use GET or HEAD",
+            Some("GET, HEAD"),
+        ),
+        (
+            client.delete(relay.url("/")),
+            405,
+            "use GET or HEAD",
+            Some("GET, HEAD"),
+        ),
+        (
+            client.get(relay.url("/pub/room")),
+            405,
+            "use POST to publish",
+            Some("POST"),
+        ),
+        (
+            client.post(relay.url("/sub/room")),
+            405,
+            "GET /sub/<channel> only",
+            Some("GET"),
+        ),
+        (
+            client.put(relay.url("/blob/room")),
+            405,
+            "POST /blob/<channel>",
+            None,
+        ),
+        (
+            client.get(relay.url("/nothing")),
+            404,
+            "not found: the relay serves",
+            None,
+        ),
+        (
+            client
+                .post(relay.url("/pub/"))
+                .header("Content-Type", "application/json")
+                .body(envelope("AAAA")),
+            400,
+            "invalid channel id: the channel id is empty",
+            None,
+        ),
+        (client.get(relay.url("/sub/a/b")), 400, "contains '/'", None),
+        (
+            client.get(relay.url("/blob/")),
+            400,
+            "invalid blob id",
+            None,
+        ),
+        (
+            client.get(blob.clone()).header("Range", "bytes=100-200"),
+            416,
+            "range not satisfiable",
+            None,
+        ),
+    ];
+    for (request, status, expected, allow) in cases {
+        let response = request.send().await.unwrap();
+        let url = response.url().to_string();
+        assert_eq!(response.status().as_u16(), status, "{url}");
+        assert_eq!(
+            header(&response, "content-type"),
+            "text/plain; charset=utf-8",
+            "{url}"
+        );
+        if let Some(allow) = allow {
+            assert_eq!(header(&response, "allow"), allow, "{url}");
+        }
+        assert_one_line(&response.text().await.unwrap(), expected);
+    }
+
+    // Heads that actix-web's dispatcher would reject with an empty body.
+    let long_value = "b".repeat(20 * 1024);
+    let heads = [
+        (
+            "GET / HTTP/1.1\r\nHost: relay\r\nBad Header\r\n\r\n".to_owned(),
+            "HTTP/1.1 400 Bad Request",
+            "invalid HTTP request: invalid header name",
+        ),
+        (
+            format!("GET / HTTP/1.1\r\nHost: relay\r\nA: {long_value}\r\n\r\n"),
+            "HTTP/1.1 431 Request Header Fields Too Large",
+            "the request head is over 16384 bytes",
+        ),
+    ];
+    for (request, status, expected) in heads {
+        let mut connection = Connection::open(&relay).await;
+        connection.send(request.as_bytes()).await;
+        let (head, body) = connection.response().await;
+        assert_eq!(head.status, status);
+        assert_eq!(head.header("connection"), Some("close"));
+        assert_eq!(
+            head.header("x-content-type-options"),
+            Some("nosniff"),
+            "{status}"
+        );
+        assert_one_line(&body, expected);
+        assert!(read_to_close(&mut connection).await.is_empty());
+    }
+}
+
+#[actix_rt::test]
+async fn slow_request_head_times_out() {
+    let relay = TestRelay::start(&[]).await;
+    let mut connection = Connection::open(&relay).await;
+    connection.send(b"GET /healthz HTTP/1.1\r\nHo").await;
+    let (head, body) = connection.response().await;
+    assert_eq!(head.status, "HTTP/1.1 408 Request Timeout");
+    assert_one_line(&body, "the request head did not arrive within 5s");
+    assert!(read_to_close(&mut connection).await.is_empty());
+    assert_eq!(relay.stats(&client()).await["requests_timed_out"], 1);
+}
+
+#[actix_rt::test]
+async fn head_serves_get_routes() {
+    let relay = TestRelay::start(&[]).await;
+    let client = client();
+    let mut room = EventReader::open(&client, &relay, "room").await;
+    room.skip_opening().await;
+    let stored = client
+        .post(relay.url("/blob/room"))
+        .body(vec![7u8; 10])
+        .send()
+        .await
+        .unwrap();
+    let created: serde_json::Value = stored.json().await.unwrap();
+    let blob = format!("/blob/{}", created["id"].as_str().unwrap());
+
+    for path in ["/healthz", "/stats", "/metrics", "/", &blob] {
+        let get = client.get(relay.url(path)).send().await.unwrap();
+        assert_eq!(get.status(), StatusCode::OK, "GET {path}");
+        let get_type = header(&get, "content-type");
+        let get_body = get.bytes().await.unwrap();
+
+        let head = client.head(relay.url(path)).send().await.unwrap();
+        assert_eq!(head.status(), StatusCode::OK, "HEAD {path}");
+        assert_eq!(header(&head, "content-type"), get_type, "HEAD {path}");
+        if path != "/stats" && path != "/metrics" {
+            // The figures may change between the two requests.
+            assert_eq!(
+                header(&head, "content-length"),
+                get_body.len().to_string(),
+                "HEAD {path}"
+            );
+        }
+        assert!(head.bytes().await.unwrap().is_empty(), "HEAD {path}");
+    }
+}

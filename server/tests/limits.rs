@@ -76,6 +76,11 @@ async fn stream_limits_reject_beyond_maximum() {
             .unwrap()
             .contains("maximum of 4 event streams")
     );
+    assert_eq!(
+        relay.stats(&client).await["streams_rejected"],
+        3,
+        "one rejection each by the channel, client and overall limits"
+    );
 
     // A closed stream frees its place.
     drop(a3);
@@ -95,7 +100,7 @@ async fn stream_limits_reject_beyond_maximum() {
         relay.stats(&client).await["streams_rejected"]
             .as_u64()
             .unwrap()
-            >= 2
+            >= 3
     );
     drop((a1, a2, b1));
 }
@@ -198,5 +203,92 @@ async fn upload_rate_limited_per_client() {
             .await
             .unwrap()
             .contains("too many upload requests")
+    );
+}
+
+/// Publishes `body` to `channel` and returns the event id.
+async fn publish_id(
+    client: &reqwest::Client,
+    relay: &TestRelay,
+    channel: &str,
+    body: String,
+) -> String {
+    let response = common::publish(client, relay, channel, body).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let accepted: serde_json::Value = response.json().await.unwrap();
+    accepted["id"].as_str().unwrap().to_owned()
+}
+
+/// Opens `channel` with `Last-Event-ID: last_seen` and returns the first frame after the
+/// opening count.
+async fn first_after_resume(
+    client: &reqwest::Client,
+    relay: &TestRelay,
+    channel: &str,
+    last_seen: &str,
+) -> common::Frame {
+    let request = client
+        .get(relay.url(&format!("/sub/{channel}")))
+        .header("Last-Event-ID", last_seen);
+    let mut reader = EventReader::open_with(request).await;
+    reader.skip_opening().await;
+    reader.next_event().await
+}
+
+#[actix_rt::test]
+async fn history_budget_frees_idle_channels() {
+    let budget = 64 * 1024;
+    let relay = TestRelay::start(&[
+        "--max-history-bytes",
+        &budget.to_string(),
+        "--history-retention",
+        "1h",
+        "--publish-burst",
+        "100",
+    ])
+    .await;
+    let client = client();
+    let large = |marker: char| envelope(&marker.to_string().repeat(8 * 1024));
+
+    // Eight rooms each keep two events of 8 KiB after their member leaves: twice the budget.
+    let mut first_ids = Vec::new();
+    for room in 0..8 {
+        let channel = format!("room-{room}");
+        let mut member = EventReader::open(&client, &relay, &channel).await;
+        member.skip_opening().await;
+        first_ids.push(publish_id(&client, &relay, &channel, large('A')).await);
+        publish_id(&client, &relay, &channel, large('B')).await;
+        drop(member);
+    }
+    let stats = relay.stats(&client).await;
+    assert!(
+        stats["history_bytes"].as_u64().unwrap() <= budget,
+        "{stats}"
+    );
+    assert!(stats["history_evictions"].as_u64().unwrap() >= 1, "{stats}");
+
+    // The oldest room lost its history, the newest kept it.
+    let oldest = first_after_resume(&client, &relay, "room-0", &first_ids[0]).await;
+    assert_eq!(oldest.event.as_deref(), Some("reset"));
+    assert_eq!(oldest.data(), "reason=unknown-id");
+    let newest = first_after_resume(&client, &relay, "room-7", &first_ids[7]).await;
+    assert_eq!(newest.event, None, "no reset: {newest:?}");
+    assert!(newest.data().contains("BBBB"), "the second event follows");
+
+    // A room with a member still gets every event once the budget is spent.
+    let mut live = EventReader::open(&client, &relay, "live").await;
+    live.skip_opening().await;
+    for marker in ['C', 'D', 'E', 'F', 'G', 'H', 'I', 'J', 'K', 'L'] {
+        let id = publish_id(&client, &relay, "live", large(marker)).await;
+        let mut frame = live.next_event().await;
+        while frame.count().is_some() {
+            frame = live.next_event().await;
+        }
+        assert_eq!(frame.id, Some(id));
+    }
+    let stats = relay.stats(&client).await;
+    assert!(
+        stats["history_bytes"].as_u64().unwrap() <= budget,
+        "{stats}"
     );
 }

@@ -101,3 +101,53 @@ async fn tls_rejects_mismatched_key() {
         "{error}"
     );
 }
+
+#[actix_rt::test]
+async fn tls_stalled_body_times_out() {
+    use futures_util::StreamExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, trusted) = self_signed(dir.path());
+    let data = tempfile::tempdir().unwrap();
+    let relay = TestRelay::start_with_scheme(
+        "https",
+        data.path(),
+        &[
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+            "--body-idle-timeout",
+            "500ms",
+        ],
+    )
+    .await;
+    let client = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(trusted)
+        .pool_max_idle_per_host(0)
+        .no_proxy()
+        .build()
+        .unwrap();
+
+    // A body that sends its first bytes and then nothing more.
+    let first = futures_util::stream::iter([Ok::<_, std::io::Error>(b"{\"iv\"".to_vec())]);
+    let stalled = first.chain(futures_util::stream::pending());
+    let response = tokio::time::timeout(
+        common::WAIT,
+        client
+            .post(relay.url("/pub/room"))
+            .header("Content-Type", "application/json")
+            .body(reqwest::Body::wrap_stream(stalled))
+            .send(),
+    )
+    .await
+    .expect("the relay responded within the wait")
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
+    assert_eq!(
+        response.text().await.unwrap(),
+        "no byte of the request body arrived for 500ms; send the body without pausing\n"
+    );
+}

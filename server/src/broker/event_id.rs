@@ -3,8 +3,8 @@
 //! The epoch is 64 random bits drawn when the broker starts, written as 16 lowercase hex
 //! digits. The sequence counts the events of that broker from 1, in decimal. An id from before
 //! a restart matches no id issued after it (unless two random epochs collide, a chance of
-//! 2^-64), so a client that reconnects to a restarted relay is told that its id is unknown
-//! instead of being given the wrong events.
+//! 2^-64). A client that reconnects to a restarted relay therefore gets an `unknown-id`
+//! notice and then the channel's whole history, never the events after a foreign id.
 
 use std::fmt;
 

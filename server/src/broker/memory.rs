@@ -28,7 +28,7 @@ use futures_util::future::{BoxFuture, FutureExt};
 use slab::Slab;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::event_id::{EventId, random_epoch};
+use super::event_id::{EventId, MAX_EVENT_ID_LEN, random_epoch};
 use super::{
     Batch, Broker, BrokerError, BrokerStats, DeliveryCounters, End, Feed, Gathered, Published,
     SubscribeRequest, Subscription,
@@ -37,15 +37,21 @@ use crate::channel::ChannelId;
 use crate::connection::ConnectionCloser;
 use crate::sse::{self, ResetReason};
 
+/// Bytes an event frame has beyond its payload: `id: `, the id, `\ndata: ` and the blank
+/// line.
+const MAX_FRAME_OVERHEAD: usize = 4 + MAX_EVENT_ID_LEN + 7 + 2;
+
 /// Settings of a [`MemoryBroker`]; [`Default`] gives the relay's defaults.
 #[derive(Debug, Clone)]
 pub struct BrokerSettings {
-    /// Events each channel keeps for reconnecting subscribers.
-    ///
-    /// NOTE: history is bounded per channel by event count only, so one channel can keep up
-    /// to `history_len` times the publish size limit (3.2 MiB at the defaults), and there is
-    /// no byte budget over all channels.
+    /// Events each channel keeps for reconnecting subscribers. One channel can keep up to
+    /// `history_len` times the publish size limit (3.2 MiB at the defaults);
+    /// `max_history_bytes` bounds all channels together.
     pub history_len: usize,
+    /// Maximum bytes of event frames in all channels' logs together. Publishing someone
+    /// else's channel needs no subscription, so a client with many addresses could otherwise
+    /// fill memory with the history of channels without subscribers.
+    pub max_history_bytes: usize,
     /// How long a channel keeps its history after its last subscriber leaves.
     pub history_retention: Duration,
     /// Shortest time between two count events of one channel.
@@ -66,6 +72,7 @@ impl Default for BrokerSettings {
     fn default() -> Self {
         Self {
             history_len: 100,
+            max_history_bytes: 256 << 20,
             history_retention: Duration::from_secs(300),
             count_interval: Duration::from_millis(370),
             keepalive: Duration::from_secs(20),
@@ -98,6 +105,10 @@ struct Shared {
     slow_subscribers_dropped: AtomicU64,
     events_published: AtomicU64,
     bytes_published: AtomicU64,
+    /// Bytes of event frames in the logs of the channels in the map. Changed under a
+    /// channel's lock, read under the map's lock before a publish.
+    history_bytes: AtomicU64,
+    history_evictions: AtomicU64,
 }
 
 #[derive(Default)]
@@ -141,11 +152,16 @@ struct Log {
     /// The newest sequence number dropped from the front of the log.
     evicted_through: Option<u64>,
     members: Slab<Member>,
-    /// The latest `event: count` frame, and its version. A version moves on at a count tick.
+    /// The latest `event: count` frame, the count it carries, and its version. A version
+    /// moves on at a count tick.
     count_frame: Bytes,
+    count: usize,
     count_version: u64,
     /// Moves on when keepalives are due.
     keepalive_version: u64,
+    /// Set when the channel leaves the map: its bytes no longer count in the broker's
+    /// `history_bytes`, and a publish that still has a handle to it stores nothing in it.
+    detached: bool,
     /// Set by [`Broker::close`]: streams end once they have sent every event.
     closed: bool,
 }
@@ -165,6 +181,9 @@ struct Member {
     /// Position of the next event this subscriber sends.
     cursor: u64,
     count_seen: u64,
+    /// The count this subscriber was last sent, so that a tick that leaves the count where it
+    /// was sends nothing.
+    count_sent: usize,
     keepalive_seen: u64,
     /// Whether the count at the moment of joining is still to be sent.
     opening_count: bool,
@@ -190,6 +209,8 @@ impl MemoryBroker {
             slow_subscribers_dropped: AtomicU64::new(0),
             events_published: AtomicU64::new(0),
             bytes_published: AtomicU64::new(0),
+            history_bytes: AtomicU64::new(0),
+            history_evictions: AtomicU64::new(0),
         });
         tokio::spawn(maintain(Arc::downgrade(&shared)));
         Ok(Self { shared })
@@ -249,6 +270,8 @@ impl Broker for MemoryBroker {
             bytes_published: shared.bytes_published.load(Ordering::Relaxed),
             events_delivered,
             bytes_delivered,
+            history_bytes: shared.history_bytes.load(Ordering::Relaxed),
+            history_evictions: shared.history_evictions.load(Ordering::Relaxed),
         }
     }
 
@@ -313,6 +336,7 @@ impl Shared {
             id,
             cursor,
             count_seen: log.count_version,
+            count_sent: 0,
             keepalive_seen: log.keepalive_version,
             opening_count: true,
             reset,
@@ -322,7 +346,7 @@ impl Shared {
         let key = log.members.insert(member);
         // The new subscriber learns the count at once; the others get it coalesced.
         let count = log.members.len();
-        log.count_frame = sse::count(count);
+        log.set_count(count);
         drop(log);
 
         entry.idle_since = None;
@@ -341,40 +365,52 @@ impl Shared {
     }
 
     fn publish(&self, name: ChannelId, payload: &[u8]) -> Result<Published, BrokerError> {
-        let channel = {
-            let state = self.lock();
+        let (channel, fits) = {
+            let mut state = self.lock();
             if state.closed {
                 return Err(BrokerError::ShuttingDown);
             }
-            state.channels.get(&name).map(|entry| entry.channel.clone())
+            let channel = state.channels.get(&name).map(|entry| entry.channel.clone());
+            // Room is only made for an event that will be stored. Making it may free this very
+            // channel, if it is the oldest idle one; the event is then not stored either.
+            let fits =
+                channel.is_none() || self.make_room(&mut state, payload.len() + MAX_FRAME_OVERHEAD);
+            (channel, fits)
         };
-
         let Some(channel) = channel else {
-            // The channel has no subscribers and no history: the event only takes an id.
-            let id = self.next_id();
-            sse::event(&id.to_string(), payload)?;
-            self.count_published(payload);
-            return Ok(Published {
-                id: id.to_string(),
-                queued: 0,
-            });
+            return self.publish_unstored(&name, payload);
         };
 
         let mut wakers = Vec::new();
         let (id, queued, dropped) = {
             let mut log = channel.lock();
+            if log.detached {
+                drop(log);
+                return self.publish_unstored(&name, payload);
+            }
             let id = self.next_id();
             let text = id.to_string();
             let frame = sse::event(&text, payload)?;
+            self.history_bytes
+                .fetch_add(frame.len() as u64, Ordering::Relaxed);
             log.append(id.sequence, frame);
             wakers.reserve(log.members.len());
             log.take_wakers(&mut wakers);
             let dropped = log.drop_stalled(&self.settings, &mut wakers);
-            log.trim(self.settings.history_len);
+            if fits {
+                self.trim(&mut log, self.settings.history_len);
+            } else {
+                // Over budget with no idle channel left to free, the event still reaches the
+                // subscribers, but the channel keeps only what they have still to send.
+                if self.trim(&mut log, 0) > 0 {
+                    self.count_history_eviction(&name, "history cut to what subscribers need");
+                }
+            }
             (text, log.members.len(), dropped)
         };
         self.count_published(payload);
         wakers.into_iter().for_each(Waker::wake);
+        tracing::debug!(channel = %name, %id, bytes = payload.len(), queued, "event published");
 
         if dropped > 0 {
             self.slow_subscribers_dropped
@@ -386,6 +422,72 @@ impl Shared {
             state.mark_if_idle(&name, Instant::now());
         }
         Ok(Published { id, queued })
+    }
+
+    /// Publishes to a channel that has no subscribers and no history: the event only takes an
+    /// id.
+    fn publish_unstored(&self, name: &ChannelId, payload: &[u8]) -> Result<Published, BrokerError> {
+        let id = self.next_id().to_string();
+        sse::event(&id, payload)?;
+        self.count_published(payload);
+        tracing::debug!(channel = %name, %id, bytes = payload.len(), queued = 0, "event published");
+        Ok(Published { id, queued: 0 })
+    }
+
+    /// Frees idle channels, oldest first, until `needed` more bytes fit in
+    /// `max_history_bytes`. Returns whether they fit.
+    fn make_room(&self, state: &mut State, needed: usize) -> bool {
+        let max = self.settings.max_history_bytes as u64;
+        while self.history_bytes.load(Ordering::Relaxed) + needed as u64 > max {
+            let Some((since, name)) = state.idle.pop_front() else {
+                return false;
+            };
+            // The channel may have gained a subscriber, or gone idle again later, since.
+            let current = state
+                .channels
+                .get(&name)
+                .is_some_and(|entry| entry.idle_since == Some(since));
+            if current {
+                self.remove_channel(state, &name);
+                self.count_history_eviction(&name, "idle channel freed before its retention ended");
+            }
+        }
+        true
+    }
+
+    /// Removes a channel without subscribers from the map, and its events from
+    /// `history_bytes`.
+    fn remove_channel(&self, state: &mut State, name: &ChannelId) {
+        let Some(entry) = state.channels.remove(name) else {
+            return;
+        };
+        let mut log = entry.channel.lock();
+        log.detached = true;
+        self.history_bytes
+            .fetch_sub(log.stored_bytes(), Ordering::Relaxed);
+    }
+
+    /// Trims a channel's log to `history_len` events beyond what its subscribers have still
+    /// to send, and takes what it dropped off `history_bytes`. Returns the bytes dropped.
+    fn trim(&self, log: &mut Log, history_len: usize) -> u64 {
+        let freed = log.trim(history_len);
+        if !log.detached {
+            self.history_bytes.fetch_sub(freed, Ordering::Relaxed);
+        }
+        freed
+    }
+
+    fn count_history_eviction(&self, name: &ChannelId, what: &'static str) {
+        let previous = self.history_evictions.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(channel = %name, what, "history dropped to stay within --max-history-bytes");
+        // The first eviction and then every thousandth is logged at a level operators see.
+        if previous.is_multiple_of(1000) {
+            tracing::warn!(
+                limit = self.settings.max_history_bytes,
+                evictions = previous + 1,
+                "the history of all channels reached --max-history-bytes; dropping the oldest"
+            );
+        }
     }
 
     fn next_id(&self) -> EventId {
@@ -416,10 +518,11 @@ impl Shared {
                 };
                 {
                     let mut log = entry.channel.lock();
-                    log.count_frame = sse::count(log.members.len());
+                    let count = log.members.len();
+                    log.set_count(count);
                     log.count_version += 1;
                     log.take_wakers(&mut wakers);
-                    log.trim(self.settings.history_len);
+                    self.trim(&mut log, self.settings.history_len);
                 }
                 state.mark_if_idle(&name, now);
             }
@@ -452,7 +555,7 @@ impl Shared {
                 .get(&name)
                 .is_some_and(|entry| entry.idle_since == Some(since));
             if expired {
-                state.channels.remove(&name);
+                self.remove_channel(state, &name);
                 tracing::debug!(channel = %name, "channel history expired");
             }
         }
@@ -470,7 +573,7 @@ impl Shared {
             }
             log.members.remove(key);
             if log.members.is_empty() {
-                log.trim(self.settings.history_len);
+                self.trim(&mut log, self.settings.history_len);
             }
         }
         state.subscribers -= 1;
@@ -491,8 +594,12 @@ impl State {
             return;
         }
         let (has_members, has_history) = {
-            let log = entry.channel.lock();
-            (!log.members.is_empty(), !log.events.is_empty())
+            let mut log = entry.channel.lock();
+            let (has_members, has_history) = (!log.members.is_empty(), !log.events.is_empty());
+            // Detached under the log's lock, so that a publish that already holds the
+            // channel does not store an event in it.
+            log.detached = !has_members && !has_history;
+            (has_members, has_history)
         };
         if has_members {
             return;
@@ -518,8 +625,10 @@ impl Channel {
                 evicted_through: None,
                 members: Slab::new(),
                 count_frame: sse::count(0),
+                count: 0,
                 count_version: 0,
                 keepalive_version: 0,
+                detached: false,
                 closed: false,
             }),
         }
@@ -533,6 +642,12 @@ impl Channel {
 }
 
 impl Log {
+    /// Sets the count that subscribers are sent next.
+    fn set_count(&mut self, count: usize) {
+        self.count_frame = sse::count(count);
+        self.count = count;
+    }
+
     /// Returns the position the next event will take.
     fn head(&self) -> u64 {
         self.front + self.events.len() as u64
@@ -593,9 +708,17 @@ impl Log {
             .map_or(0, |event| self.appended_bytes - event.offset)
     }
 
+    /// Returns the bytes of every event frame in the log.
+    fn stored_bytes(&self) -> u64 {
+        self.events
+            .front()
+            .map_or(0, |oldest| self.appended_bytes - oldest.offset)
+    }
+
     /// Drops the events that no subscriber has still to send and that are older than the
-    /// last `history_len`.
-    fn trim(&mut self, history_len: usize) {
+    /// last `history_len`. Returns the bytes of the frames it dropped.
+    fn trim(&mut self, history_len: usize) -> u64 {
+        let before = self.stored_bytes();
         let head = self.head();
         let oldest_needed = self
             .members
@@ -615,28 +738,34 @@ impl Log {
             // A burst grew the log; give the memory back once subscribers have caught up.
             self.events.shrink_to(self.events.len().max(history_len));
         }
+        before - self.stored_bytes()
     }
 
     /// Returns the cursor of a subscriber that last saw `last_event_id`, and the notice it
     /// gets first when some events may be missing. The cursor is the position after that
-    /// event, or the oldest event of the history after a `too-old` notice, or the newest
-    /// position after an `unknown-id` notice.
+    /// event, or else the oldest event of the history, after a `too-old` or `unknown-id`
+    /// notice.
     fn resume_position(
         &self,
         last_event_id: &str,
         epoch: u64,
         history_len: usize,
     ) -> (u64, Option<ResetReason>) {
-        let head = self.head();
-        let id = EventId::parse(last_event_id).filter(|id| id.epoch == epoch);
-        let Some(id) = id else {
-            return (head, Some(ResetReason::UnknownId));
-        };
-
         // Only the last `history_len` events count as history, even while the log still has
         // older ones for subscribers that are behind, so that a resume does not depend on them.
         let history = self.events.len().min(history_len);
         let history_start = self.events.len() - history;
+        let oldest_in_history = self.head() - history as u64;
+
+        // An id of another epoch most often comes from before a restart. Every event this
+        // process has was then published after the client last heard from the relay, so the
+        // client gets the whole history rather than nothing. The same goes for an id this
+        // channel never had, such as one from before the channel was freed.
+        let id = EventId::parse(last_event_id).filter(|id| id.epoch == epoch);
+        let Some(id) = id else {
+            return (oldest_in_history, Some(ResetReason::UnknownId));
+        };
+
         let found = self
             .events
             .binary_search_by_key(&id.sequence, |event| event.sequence);
@@ -654,9 +783,9 @@ impl Log {
         };
         let evicted = left_history_through.is_some_and(|through| id.sequence <= through);
         if evicted && id.sequence >= self.first_sequence {
-            return (head - history as u64, Some(ResetReason::TooOld));
+            return (oldest_in_history, Some(ResetReason::TooOld));
         }
-        (head, Some(ResetReason::UnknownId))
+        (oldest_in_history, Some(ResetReason::UnknownId))
     }
 }
 
@@ -698,6 +827,7 @@ impl Feed for MemoryFeed {
         let mut added = false;
         if member.opening_count && batch.has_room() {
             batch.push_control(log.count_frame.clone());
+            member.count_sent = log.count;
             member.opening_count = false;
             added = true;
         }
@@ -716,9 +846,14 @@ impl Feed for MemoryFeed {
             added = true;
         }
         if member.count_seen != log.count_version && batch.has_room() {
-            batch.push_control(log.count_frame.clone());
+            // A subscriber gets each count once: the tick after a subscriber's own join
+            // carries the count it was sent when it joined.
+            if member.count_sent != log.count {
+                batch.push_control(log.count_frame.clone());
+                member.count_sent = log.count;
+                added = true;
+            }
             member.count_seen = log.count_version;
-            added = true;
         }
         if member.keepalive_seen != log.keepalive_version {
             // Any other frame keeps the connection alive just as well.
@@ -812,6 +947,7 @@ mod tests {
     fn settings() -> BrokerSettings {
         BrokerSettings {
             history_len: 3,
+            max_history_bytes: 1 << 20,
             history_retention: Duration::from_millis(200),
             count_interval: Duration::from_millis(50),
             keepalive: Duration::from_secs(3600),
@@ -1022,6 +1158,7 @@ mod tests {
         );
         drop(old);
 
+        // Unknown ids get the notice and then the whole history, as after a restart.
         let foreign = format!("{:016x}-2", broker.epoch().wrapping_add(1));
         for unknown in [foreign.as_str(), "garbage", "", &"9".repeat(100)] {
             let mut subscription = broker
@@ -1031,7 +1168,12 @@ mod tests {
             let frames = ready_frames(&mut subscription);
             assert_eq!(
                 frames[1..],
-                ["event: reset\ndata: reason=unknown-id\n\n"],
+                [
+                    "event: reset\ndata: reason=unknown-id\n\n".to_owned(),
+                    event_frame(&ids[2], "3"),
+                    event_frame(&ids[3], "4"),
+                    event_frame(&ids[4], "5"),
+                ],
                 "{unknown:?}"
             );
         }
@@ -1091,6 +1233,53 @@ mod tests {
         ready_frames(&mut reader);
         publish(&broker, "room", "x").await;
         assert_eq!(log_len(&broker), 3, "only the history is left");
+    }
+
+    #[tokio::test]
+    async fn history_budget_frees_idle_first() {
+        // A frame of a 100-byte payload is about 131 bytes, so 500 bytes hold three.
+        let broker = MemoryBroker::new(BrokerSettings {
+            max_history_bytes: 500,
+            history_len: 10,
+            history_retention: Duration::from_secs(3600),
+            ..settings()
+        })
+        .unwrap();
+        let payload = Bytes::from(vec![b'x'; 100]);
+        let send = |name: &str| broker.publish(channel(name), payload.clone());
+        let has_channel = |name: &str| broker.shared.lock().channels.contains_key(&channel(name));
+        for (name, events) in [("old", 2), ("new", 1)] {
+            let member = broker.subscribe(request(name, None)).await.unwrap();
+            for _ in 0..events {
+                send(name).await.unwrap();
+            }
+            drop(member);
+        }
+        assert_eq!(broker.stats().channels, 2);
+
+        // A publish to a channel with a subscriber frees the oldest idle channel first.
+        let mut live = broker.subscribe(request("live", None)).await.unwrap();
+        send("live").await.unwrap();
+        assert!(!has_channel("old"), "the oldest idle channel is freed");
+        assert!(has_channel("new"));
+        assert_eq!(broker.stats().history_evictions, 1);
+        ready_frames(&mut live);
+        send("live").await.unwrap();
+        ready_frames(&mut live);
+        send("live").await.unwrap();
+        assert!(!has_channel("new"));
+        assert_eq!(broker.stats().history_evictions, 2);
+
+        // With no idle channel left, the channel keeps only the event its subscriber has
+        // still to send, and the event still arrives.
+        ready_frames(&mut live);
+        let published = send("live").await.unwrap();
+        assert_eq!(published.queued, 1);
+        let stats = broker.stats();
+        assert_eq!(stats.history_evictions, 3);
+        let kept = event_frame(&published.id, &"x".repeat(100));
+        assert_eq!(stats.history_bytes, kept.len() as u64);
+        assert_eq!(ready_frames(&mut live), [kept]);
     }
 
     #[tokio::test]

@@ -215,6 +215,11 @@ pub struct BrokerStats {
     pub events_delivered: u64,
     /// Bytes of every frame handed to subscriber connections: events, counts and keepalives.
     pub bytes_delivered: u64,
+    /// Bytes of the event frames kept in all channels, for history and for subscribers that
+    /// have still to send them.
+    pub history_bytes: u64,
+    /// Channel histories dropped early to stay within the history budget.
+    pub history_evictions: u64,
 }
 
 /// Error from a broker operation.

@@ -16,7 +16,9 @@
 //!   `/pub` included. TLS connections never come here.
 //!
 //! A request that a limit or the broker rejects also goes to actix-web unread, which checks it
-//! again and answers with the same errors, counts and log lines as for any other request.
+//! again and answers with the same errors, counts and log lines as for any other request. A
+//! request head that is malformed, too large or too slow is answered here with a one-line
+//! error, which actix-web's dispatcher would send with an empty body, and the connection closes.
 
 mod request;
 mod writer;
@@ -45,7 +47,9 @@ use crate::client::ClientKey;
 use crate::routes::events::{RETRY_MILLIS, log_opened};
 use crate::routes::{AppState, SECURITY_HEADERS};
 use crate::sse;
-use request::{MAX_HEAD_BYTES, Peeked, PublishRequest, Request, Rules, SubscribeRequest};
+use request::{
+    MAX_HEAD_BYTES, Peeked, PublishRequest, Rejection, Request, Rules, SubscribeRequest,
+};
 
 /// Time a connection has to send a complete request, and an idle kept-alive connection to
 /// begin its next one: actix-web's default client request and keep-alive timeouts.
@@ -53,6 +57,14 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Time a publish response may take to be written before the connection is closed.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Time a rejected client has to close its side after the error response. Closing sooner, with
+/// request bytes still unread, would reset the connection before the client reads the response.
+/// It is actix-web's client disconnect timeout.
+const LINGER_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Bytes read at a time when a request is consumed.
+const READ_CHUNK: usize = 8 * 1024;
 
 /// The state that the connections of one worker share.
 struct Worker<H> {
@@ -131,7 +143,15 @@ where
                 Answered::Declined => stream,
             }
         }
-        Peeked::Other | Peeked::TimedOut { .. } => stream,
+        Peeked::Rejected(rejection) => {
+            // Boxed too: the rejection's state would otherwise grow the future of every
+            // connection, idle subscribers included.
+            Box::pin(reject(stream, rejection, state)).await;
+            return Ok(());
+        }
+        // actix-web sends an idle connection the same 408 as its own, and reads a slow body
+        // with its routes' timeouts.
+        Peeked::Other | Peeked::Idle | Peeked::BodyPending => stream,
         Peeked::Closed => return Ok(()),
     };
 
@@ -181,10 +201,13 @@ async fn keep_alive<H>(
                     Answered::Declined => return Some(stream),
                 }
             }
-            // A request that began goes to actix-web, whose own timeout then applies. An idle
-            // connection is closed, as actix-web closes it.
-            Peeked::Other | Peeked::TimedOut { started: true } => return Some(stream),
-            Peeked::Closed | Peeked::TimedOut { started: false } => return None,
+            Peeked::Rejected(rejection) => {
+                reject(stream, rejection, state).await;
+                return None;
+            }
+            // An idle connection is closed, as actix-web closes it.
+            Peeked::Other | Peeked::BodyPending => return Some(stream),
+            Peeked::Closed | Peeked::Idle => return None,
         }
     }
 }
@@ -259,6 +282,71 @@ async fn publish(stream: &mut TcpStream, request: PublishRequest, state: &AppSta
     }
 }
 
+/// Responds to a rejected request with its error, then closes the connection.
+async fn reject(mut stream: TcpStream, rejection: Rejection, state: &AppState) {
+    let (status, message) = match rejection {
+        Rejection::Malformed(error) => (
+            "400 Bad Request",
+            format!("invalid HTTP request: {error}; send an HTTP/1.1 request"),
+        ),
+        Rejection::HeadTooLarge => (
+            "431 Request Header Fields Too Large",
+            format!("the request head is over {MAX_HEAD_BYTES} bytes, the maximum"),
+        ),
+        Rejection::HeadTimedOut => {
+            state
+                .rejections
+                .requests_timed_out
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            (
+                "408 Request Timeout",
+                format!(
+                    "the request head did not arrive within {}; send it at once",
+                    humantime::format_duration(REQUEST_TIMEOUT)
+                ),
+            )
+        }
+    };
+    tracing::debug!(status, %message, "request rejected before it was read");
+
+    let response = error_response(status, &message);
+    let written = tokio::time::timeout(RESPONSE_TIMEOUT, stream.write_all(&response)).await;
+    if !matches!(written, Ok(Ok(()))) {
+        return;
+    }
+    // Closing a socket with unread input resets the connection, which can discard the
+    // response before the client reads it. So end the output, then read until the client
+    // closes its side, for a short time.
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let drain = async {
+        let mut buffer = [0u8; 512];
+        while let Ok(read) = tokio::io::AsyncReadExt::read(&mut stream, &mut buffer).await {
+            if read == 0 {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_TIMEOUT, drain).await;
+}
+
+/// Returns an error response with a one-line plain-text body that closes the connection.
+fn error_response(status: &str, message: &str) -> Bytes {
+    let mut text = String::with_capacity(512 + message.len());
+    // `fmt::Write` for String never returns an error.
+    let _ = write!(
+        text,
+        "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\
+         content-type: text/plain; charset=utf-8\r\n",
+        message.len() + 1
+    );
+    push_common_headers(&mut text);
+    text.push_str(message);
+    text.push('\n');
+    Bytes::from(text)
+}
+
 /// The 202 response body, as `crate::routes::publish` writes it.
 #[derive(Serialize)]
 struct Accepted<'a> {
@@ -323,8 +411,8 @@ thread_local! {
 async fn consume(stream: &TcpStream, mut len: usize) -> io::Result<()> {
     while len > 0 {
         stream.readable().await?;
-        let mut buffer = [0u8; MAX_HEAD_BYTES];
-        match stream.try_read(&mut buffer[..len.min(MAX_HEAD_BYTES)]) {
+        let mut buffer = [0u8; READ_CHUNK];
+        match stream.try_read(&mut buffer[..len.min(READ_CHUNK)]) {
             Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
             Ok(read) => len -= read,
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}

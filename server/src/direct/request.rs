@@ -4,8 +4,9 @@
 //! Two kinds qualify, over HTTP/1.1 only: a plain `GET /sub/<channel>` (a valid channel id, no
 //! body, no upgrade, a query string that parses), and a `POST /pub/<channel>` whose
 //! `application/json` body has a `Content-Length`, has fully arrived, and is a valid envelope.
-//! Anything else, including requests that are malformed, too large, or slow to arrive, goes to
-//! actix-web untouched, which serves it or responds with the usual error.
+//! A head that is malformed, too large, or not complete by the deadline is rejected here, with
+//! a one-line message, because actix-web sends those errors with an empty body. Anything else goes
+//! to actix-web untouched, which serves it or responds with the usual error.
 
 use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
@@ -22,9 +23,9 @@ use crate::client::TrustedProxies;
 use crate::envelope;
 use crate::routes::events::last_event_id;
 
-/// Maximum request head looked at, in bytes. A browser's request is well under 2 KiB, and
-/// longer heads go to actix-web, whose limits apply to them.
-pub const MAX_HEAD_BYTES: usize = 8 * 1024;
+/// Maximum request head, in bytes; a longer one gets 431. A browser's request is well under
+/// 2 KiB, and nginx's default buffers for a proxied head hold 8 KiB.
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 
 /// Largest publish body served here; larger ones, up to `--max-publish-bytes`, go to actix-web.
 pub const MAX_DIRECT_BODY: usize = 64 * 1024;
@@ -32,7 +33,7 @@ pub const MAX_DIRECT_BODY: usize = 64 * 1024;
 /// Most bytes one look copies out of the socket: a head and a body.
 const MAX_PEEK_BYTES: usize = MAX_HEAD_BYTES + MAX_DIRECT_BODY;
 
-/// Most header lines looked at; a request with more goes to actix-web.
+/// Most header lines looked at; a request with more goes to actix-web, which takes 96.
 const MAX_HEADERS: usize = 32;
 
 /// First and longest pause before looking again at a request that is not complete yet. A
@@ -84,21 +85,38 @@ pub enum Peeked {
     Request(Request),
     /// A request that actix-web serves.
     Other,
+    /// A request rejected with an error response, after which the connection closes.
+    Rejected(Rejection),
     /// The connection was closed or failed before a request began.
     Closed,
-    /// No complete request arrived by the deadline; `started` is whether one had begun.
-    TimedOut {
-        started: bool,
-    },
+    /// No byte of a request arrived by the deadline.
+    Idle,
+    /// The head of a publish arrived, but not all of its body by the deadline. actix-web
+    /// reads the rest, with the body timeouts of its route.
+    BodyPending,
+}
+
+/// Why a request is rejected before actix-web reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// Not an HTTP/1.x request head.
+    Malformed(httparse::Error),
+    /// The head passed [`MAX_HEAD_BYTES`] without ending.
+    HeadTooLarge,
+    /// The head had begun but did not end by the deadline.
+    HeadTimedOut,
 }
 
 /// The result of looking at the bytes received so far.
 #[derive(Debug, PartialEq, Eq)]
 enum Inspection {
     Request(Request),
-    /// The bytes so far may begin a request served here, but it is not complete.
-    Partial,
+    /// The head has not ended yet.
+    PartialHead,
+    /// The head of a publish served here has ended, and its body not yet.
+    PartialBody,
     Other,
+    Rejected(Rejection),
 }
 
 /// Settings a look needs.
@@ -116,7 +134,7 @@ pub async fn peek(
     deadline: Instant,
 ) -> Peeked {
     let mut retry = FIRST_RETRY;
-    let mut started = false;
+    let mut waiting = Peeked::Idle;
     loop {
         let look = std::future::poll_fn(|cx| {
             PEEK_BUFFER.with_borrow_mut(|buffer| {
@@ -131,14 +149,18 @@ pub async fn peek(
             })
         });
         match tokio::time::timeout_at(deadline, look).await {
-            Err(_) => return Peeked::TimedOut { started },
+            Err(_) => return waiting,
             Ok(None) => return Peeked::Closed,
             Ok(Some(Inspection::Request(request))) => return Peeked::Request(request),
             Ok(Some(Inspection::Other)) => return Peeked::Other,
-            Ok(Some(Inspection::Partial)) => started = true,
+            Ok(Some(Inspection::Rejected(rejection))) => return Peeked::Rejected(rejection),
+            Ok(Some(Inspection::PartialHead)) => {
+                waiting = Peeked::Rejected(Rejection::HeadTimedOut);
+            }
+            Ok(Some(Inspection::PartialBody)) => waiting = Peeked::BodyPending,
         }
         if Instant::now() + retry >= deadline {
-            return Peeked::TimedOut { started };
+            return waiting;
         }
         tokio::time::sleep(retry).await;
         retry = (retry * 2).min(MAX_RETRY);
@@ -147,26 +169,22 @@ pub async fn peek(
 
 /// Looks at the bytes a connection has sent so far.
 fn inspect(bytes: &[u8], peer: Option<SocketAddr>, rules: &Rules<'_>) -> Inspection {
-    let subscribe = b"GET /sub/";
-    let publish = b"POST /pub/";
-    let starts = |prefix: &[u8]| {
-        let shared = bytes.len().min(prefix.len());
-        bytes[..shared] == prefix[..shared]
-    };
-    if !starts(subscribe) && !starts(publish) {
-        return Inspection::Other;
-    }
-
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
     let head_len = match request.parse(bytes) {
+        Ok(httparse::Status::Complete(len)) if len > MAX_HEAD_BYTES => {
+            return Inspection::Rejected(Rejection::HeadTooLarge);
+        }
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if bytes.len() < MAX_HEAD_BYTES => {
-            return Inspection::Partial;
+            return Inspection::PartialHead;
         }
-        Ok(httparse::Status::Partial) | Err(_) => return Inspection::Other,
+        Ok(httparse::Status::Partial) => return Inspection::Rejected(Rejection::HeadTooLarge),
+        Err(httparse::Error::TooManyHeaders) => return Inspection::Other,
+        Err(error) => return Inspection::Rejected(Rejection::Malformed(error)),
     };
-    if request.version != Some(1) {
+    let served_here = bytes.starts_with(b"GET /sub/") || bytes.starts_with(b"POST /pub/");
+    if !served_here || request.version != Some(1) {
         return Inspection::Other;
     }
     let Some(head) = Head::read(&request) else {
@@ -200,7 +218,7 @@ fn inspect(bytes: &[u8], peer: Option<SocketAddr>, rules: &Rules<'_>) -> Inspect
             client: client(&head.forwarded),
             close: head.close,
         })),
-        Body::Partial => Inspection::Partial,
+        Body::Partial => Inspection::PartialBody,
         Body::Other => Inspection::Other,
     }
 }
@@ -431,9 +449,40 @@ mod tests {
             "GET /s",
             "GET /sub/room HTTP/1.1\r\nHost: r",
             "POST /p",
-            &request[..request.len() - 1],
+            "GET / HTTP/1.1\r\n",
+            &request[..request.len() - ENVELOPE.len() - 1],
         ] {
-            assert_eq!(look(partial), Inspection::Partial, "{partial:?}");
+            assert_eq!(look(partial), Inspection::PartialHead, "{partial:?}");
+        }
+        assert_eq!(look(&request[..request.len() - 1]), Inspection::PartialBody);
+    }
+
+    #[test]
+    fn malformed_heads_are_rejected() {
+        for (request, error) in [
+            (
+                "GET / HTTP/1.1\r\nBad Header\r\n\r\n",
+                httparse::Error::HeaderName,
+            ),
+            (
+                "GET /sub/room HTTP/1.1\r\nBad Header\r\n\r\n",
+                httparse::Error::HeaderName,
+            ),
+            ("GET / HTTP/9.9\r\n\r\n", httparse::Error::Version),
+            ("\x00\x01", httparse::Error::Token),
+        ] {
+            assert_eq!(
+                look(request),
+                Inspection::Rejected(Rejection::Malformed(error)),
+                "{request:?}"
+            );
+        }
+        let huge = format!(
+            "GET / HTTP/1.1\r\nA: {}\r\n\r\n",
+            "b".repeat(MAX_HEAD_BYTES)
+        );
+        for seen in [&huge[..MAX_HEAD_BYTES], &huge] {
+            assert_eq!(look(seen), Inspection::Rejected(Rejection::HeadTooLarge));
         }
     }
 
@@ -455,7 +504,6 @@ mod tests {
             "GET /sub/room HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
             "GET /sub/room HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
             "GET /sub/room HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
-            "GET /sub/room HTTP/1.1\r\nBad Header\r\n\r\n",
             "GET http://relay/sub/room HTTP/1.1\r\n\r\n",
             "GET /pub/room HTTP/1.1\r\n\r\n",
             &post("", "not json"),
@@ -478,10 +526,5 @@ mod tests {
         }
         let many_headers = format!("GET /sub/room HTTP/1.1\r\n{}\r\n", "A: b\r\n".repeat(40));
         assert_eq!(look(&many_headers), Inspection::Other);
-        let huge = format!(
-            "GET /sub/room HTTP/1.1\r\nA: {}",
-            "b".repeat(MAX_HEAD_BYTES)
-        );
-        assert_eq!(look(&huge[..MAX_HEAD_BYTES]), Inspection::Other);
     }
 }

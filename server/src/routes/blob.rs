@@ -12,7 +12,9 @@ use super::AppState;
 use super::error::ApiError;
 use super::publish::content_length;
 use crate::blob::{BlobError, BlobId};
+use crate::body::TimedBody;
 use crate::channel::ChannelId;
+use crate::client::ClientKey;
 
 /// The 201 response body.
 #[derive(Serialize)]
@@ -37,7 +39,13 @@ pub async fn upload(
         return Err(ApiError::NoSubscribers { channel });
     }
 
-    let stored = state.blobs.store(payload, declared).await?;
+    let client = state.client_address(&request).map(ClientKey::of);
+    let timed = TimedBody::new(payload, state.body_timeouts.idle, None);
+    let stored = state
+        .blobs
+        .store(timed, declared, client)
+        .await
+        .map_err(|e| state.body_failed(&request, e))?;
     tracing::debug!(%channel, bytes = stored.bytes, "blob stored");
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/blob/{}", stored.id)))

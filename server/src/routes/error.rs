@@ -7,6 +7,7 @@ use actix_web::http::header::RETRY_AFTER;
 use actix_web::{HttpResponse, ResponseError};
 
 use crate::blob::BlobError;
+use crate::body::BodyError;
 use crate::broker::BrokerError;
 use crate::channel::{ChannelId, ChannelIdError};
 use crate::envelope::EnvelopeError;
@@ -37,8 +38,8 @@ pub enum ApiError {
     #[error("invalid envelope: {0}")]
     InvalidEnvelope(#[from] EnvelopeError),
 
-    #[error("failed to read the request body: {reason}")]
-    BodyRead { reason: String },
+    #[error("{0}")]
+    Body(#[from] BodyError),
 
     #[error("invalid query string: {reason}")]
     InvalidQuery { reason: String },
@@ -64,6 +65,7 @@ impl ApiError {
     fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::Limit(LimitError::RateLimited { retry_after, .. }) => Some(*retry_after),
+            Self::Blob(BlobError::ClientQuotaExceeded { retry_after, .. }) => *retry_after,
             Self::Limit(LimitError::TooManyStreams { .. })
             | Self::Limit(LimitError::TooManyClientStreams { .. })
             | Self::Broker(BrokerError::ChannelFull { .. })
@@ -79,10 +81,14 @@ impl ResponseError for ApiError {
             Self::InvalidChannel(_)
             | Self::InvalidEnvelope(_)
             | Self::InvalidContentLength
-            | Self::BodyRead { .. }
+            | Self::Body(BodyError::Read { .. })
             | Self::InvalidQuery { .. }
             | Self::Blob(BlobError::InvalidId { .. })
-            | Self::Blob(BlobError::UploadInterrupted { .. }) => StatusCode::BAD_REQUEST,
+            | Self::Blob(BlobError::Body(BodyError::Read { .. })) => StatusCode::BAD_REQUEST,
+            Self::Body(BodyError::Idle { .. } | BodyError::TooSlow { .. })
+            | Self::Blob(BlobError::Body(BodyError::Idle { .. } | BodyError::TooSlow { .. })) => {
+                StatusCode::REQUEST_TIMEOUT
+            }
             Self::PayloadTooLarge { .. } | Self::Blob(BlobError::TooLarge { .. }) => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
@@ -95,7 +101,8 @@ impl ResponseError for ApiError {
             Self::Limit(LimitError::TooManyStreams { .. })
             | Self::Broker(BrokerError::ChannelFull { .. })
             | Self::Broker(BrokerError::ShuttingDown) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Blob(BlobError::QuotaExceeded { .. }) => StatusCode::INSUFFICIENT_STORAGE,
+            Self::Blob(BlobError::QuotaExceeded { .. })
+            | Self::Blob(BlobError::ClientQuotaExceeded { .. }) => StatusCode::INSUFFICIENT_STORAGE,
             Self::Blob(BlobError::Io { .. })
             | Self::Blob(BlobError::Random(_))
             | Self::Broker(BrokerError::InvalidPayload(_))
@@ -115,6 +122,11 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(status);
         if let Some(wait) = self.retry_after() {
             response.insert_header((RETRY_AFTER, wait.as_secs().max(1).to_string()));
+        }
+        if status == StatusCode::REQUEST_TIMEOUT {
+            // The rest of the body may still arrive, and the next request cannot be separated
+            // from it.
+            response.force_close();
         }
         response
             .content_type("text/plain; charset=utf-8")

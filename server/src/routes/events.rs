@@ -50,10 +50,7 @@ pub async fn subscribe(
     let permit = state
         .streams
         .acquire(address.map(ClientKey::of))
-        .map_err(|e| match address {
-            Some(address) => state.rejected(e, address),
-            None => ApiError::Limit(e),
-        })?;
+        .map_err(|e| state.rejected(e.into(), address))?;
 
     let mut subscription = state
         .broker
@@ -61,7 +58,8 @@ pub async fn subscribe(
             channel: channel.clone(),
             last_event_id,
         })
-        .await?;
+        .await
+        .map_err(|e| state.rejected(e.into(), address))?;
     if let Some(socket) = request.conn_data::<ConnectionSocket>() {
         subscription.set_closer(socket.closer());
     }

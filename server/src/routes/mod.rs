@@ -5,10 +5,14 @@
 //! - `POST /blob/{channel}` and `GET /blob/{id}`: stores and serves encrypted blobs ([`blob`]).
 //! - `GET /healthz`, `/stats` and `/metrics`: liveness and figures ([`ops`]).
 //! - everything else: the built web page from the `--www` directory.
+//!
+//! The GET routes also take HEAD. Errors that actix-web sends itself get a one-line body
+//! from [`fallback`].
 
 pub mod blob;
 pub mod error;
 pub mod events;
+pub mod fallback;
 pub mod ops;
 pub mod publish;
 
@@ -16,14 +20,15 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{HttpRequest, web};
 
-use crate::blob::BlobStore;
-use crate::broker::Broker;
+use crate::blob::{BlobError, BlobStore};
+use crate::broker::{Broker, BrokerError};
 use crate::client::{ClientKey, TrustedProxies};
+use crate::connection::ConnectionSocket;
 use crate::limits::{LimitError, RateLimiter, StreamLimiter};
 use crate::metrics::{Metrics, RejectionCounters};
 use error::ApiError;
@@ -51,6 +56,7 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Maximum publish body size, in bytes.
     pub max_publish_bytes: usize,
+    pub body_timeouts: BodyTimeouts,
     /// Whether log lines may name client addresses.
     pub log_client_addresses: bool,
 }
@@ -68,29 +74,76 @@ impl AppState {
         };
         limiter
             .check(ClientKey::of(address), Instant::now())
-            .map_err(|e| self.rejected(e, address))
+            .map_err(|e| self.rejected(e.into(), Some(address)))
     }
 
-    /// Counts and logs a request rejected by a limit.
-    fn rejected(&self, error: LimitError, address: IpAddr) -> ApiError {
-        let counter = match error {
-            LimitError::RateLimited { .. } => &self.rejections.requests_rate_limited,
-            LimitError::TooManyStreams { .. } | LimitError::TooManyClientStreams { .. } => {
-                &self.rejections.streams_rejected
+    /// Counts a request whose body did not arrive in time, stops reading its connection, and
+    /// returns the error unchanged.
+    fn body_failed<E: Into<ApiError>>(&self, request: &HttpRequest, error: E) -> ApiError {
+        let error = error.into();
+        let timed_out = match &error {
+            ApiError::Body(body) | ApiError::Blob(BlobError::Body(body)) => body.is_timeout(),
+            _ => false,
+        };
+        if timed_out {
+            self.rejections
+                .requests_timed_out
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%error, "request body timed out");
+            if let Some(socket) = request.conn_data::<ConnectionSocket>() {
+                socket.stop_reading();
             }
+        }
+        error
+    }
+
+    /// Counts and logs a request rejected by a limit, and returns the error unchanged. Other
+    /// errors are returned as they are.
+    fn rejected(&self, error: ApiError, address: Option<IpAddr>) -> ApiError {
+        // The log line names the limit rather than quoting the error, whose text may contain
+        // a channel id.
+        let rejections = &self.rejections;
+        let (counter, limit) = match &error {
+            ApiError::Limit(LimitError::RateLimited { action, .. }) => {
+                (&rejections.requests_rate_limited, *action)
+            }
+            ApiError::Limit(LimitError::TooManyStreams { .. }) => {
+                (&rejections.streams_rejected, "event streams overall")
+            }
+            ApiError::Limit(LimitError::TooManyClientStreams { .. }) => {
+                (&rejections.streams_rejected, "event streams per client")
+            }
+            ApiError::Broker(BrokerError::ChannelFull { .. }) => {
+                (&rejections.streams_rejected, "subscribers per channel")
+            }
+            _ => return error,
         };
         let previous = counter.fetch_add(1, Ordering::Relaxed);
         // The first rejection and then every thousandth is logged, so a flood cannot flood
         // the log too.
         if previous % 1000 == 0 {
-            if self.log_client_addresses {
-                tracing::info!(%error, client = %address, rejected = previous + 1, "request rejected by a limit");
-            } else {
-                tracing::info!(%error, rejected = previous + 1, "request rejected by a limit");
+            match address {
+                Some(client) if self.log_client_addresses => {
+                    tracing::info!(limit, %client, rejected = previous + 1, "request rejected by a limit");
+                }
+                _ => tracing::info!(
+                    limit,
+                    rejected = previous + 1,
+                    "request rejected by a limit"
+                ),
             }
         }
-        ApiError::Limit(error)
+        error
     }
+}
+
+/// How long the relay waits for request bodies.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyTimeouts {
+    /// Maximum pause between two parts of any body.
+    pub idle: Duration,
+    /// Maximum time for a whole publish body.
+    pub publish: Duration,
 }
 
 /// Headers of every response over plain HTTP, as name and value.
@@ -112,18 +165,35 @@ pub fn security_headers(tls: bool) -> DefaultHeaders {
 }
 
 /// Registers the relay's routes, with the web page from `www` as the fallback.
+///
+/// The patterns take everything after `/sub/`, `/pub/` and `/blob/`, an empty rest or one
+/// with more slashes included, so that the route rejects it with the reason rather than the
+/// web page responding with 404 or 405.
 pub fn configure(cfg: &mut web::ServiceConfig, state: AppState, www: &Path) {
     cfg.app_data(web::Data::new(state))
-        .service(web::resource("/sub/{channel}").route(web::get().to(events::subscribe)))
-        .service(web::resource("/pub/{channel}").route(web::post().to(publish::publish)))
+        .service(web::resource("/sub/{channel:.*}").route(web::get().to(events::subscribe)))
+        .service(web::resource("/pub/{channel:.*}").route(web::post().to(publish::publish)))
         .service(
-            web::resource("/blob/{name}")
+            web::resource("/blob/{name:.*}")
                 .route(web::post().to(blob::upload))
-                .route(web::get().to(blob::download)),
+                .route(web::get().to(blob::download))
+                .route(web::head().to(blob::download)),
         )
-        .service(web::resource("/healthz").route(web::get().to(ops::healthz)))
-        .service(web::resource("/stats").route(web::get().to(ops::stats)))
-        .service(web::resource("/metrics").route(web::get().to(ops::metrics)))
+        .service(
+            web::resource("/healthz")
+                .route(web::get().to(ops::healthz))
+                .route(web::head().to(ops::healthz)),
+        )
+        .service(
+            web::resource("/stats")
+                .route(web::get().to(ops::stats))
+                .route(web::head().to(ops::stats)),
+        )
+        .service(
+            web::resource("/metrics")
+                .route(web::get().to(ops::metrics))
+                .route(web::head().to(ops::metrics)),
+        )
         .service(
             actix_files::Files::new("/", www)
                 .index_file("index.html")

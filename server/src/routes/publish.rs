@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::AppState;
 use super::error::ApiError;
+use crate::body::TimedBody;
 use crate::channel::ChannelId;
 use crate::envelope;
 
@@ -42,7 +43,14 @@ pub async fn publish(
             limit: limit as u64,
         });
     }
-    let body = read_body(payload, limit).await?;
+    let timed = TimedBody::new(
+        payload,
+        state.body_timeouts.idle,
+        Some(state.body_timeouts.publish),
+    );
+    let body = read_body(timed, limit)
+        .await
+        .map_err(|e| state.body_failed(&request, e))?;
     let event = envelope::check_and_compact(&body)?;
 
     let published = state.broker.publish(channel, event).await?;
@@ -81,12 +89,10 @@ pub(super) fn content_length(request: &HttpRequest) -> Result<Option<u64>, ApiEr
 }
 
 /// Reads the body, stopping as soon as it exceeds `limit` bytes.
-async fn read_body(mut payload: web::Payload, limit: usize) -> Result<Bytes, ApiError> {
+async fn read_body(mut payload: TimedBody<web::Payload>, limit: usize) -> Result<Bytes, ApiError> {
     let mut body = BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::BodyRead {
-            reason: e.to_string(),
-        })?;
+        let chunk = chunk?;
         if body.len() + chunk.len() > limit {
             return Err(ApiError::PayloadTooLarge {
                 actual: (body.len() + chunk.len()) as u64,

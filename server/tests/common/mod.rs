@@ -43,6 +43,16 @@ impl TestRelay {
 
     /// Starts a relay and names its URLs with `scheme`.
     pub async fn start_with_scheme(scheme: &str, data_dir: &Path, args: &[&str]) -> Self {
+        Self::launch(scheme, "127.0.0.1:0", data_dir, args).await
+    }
+
+    /// Starts a relay on `listen`, such as the address of a relay that was shut down, whose
+    /// blobs live in `data_dir`.
+    pub async fn start_at(listen: &str, data_dir: &Path, args: &[&str]) -> Self {
+        Self::launch("http", listen, data_dir, args).await
+    }
+
+    async fn launch(scheme: &str, listen: &str, data_dir: &Path, args: &[&str]) -> Self {
         let www = tempfile::tempdir().unwrap();
         std::fs::write(
             www.path().join("index.html"),
@@ -54,7 +64,7 @@ impl TestRelay {
         let mut argv = vec![
             "dropthat",
             "--listen",
-            "127.0.0.1:0",
+            listen,
             "--workers",
             "1",
             "--www",
@@ -80,6 +90,13 @@ impl TestRelay {
             _www: www,
             _data: None,
         }
+    }
+
+    /// Returns the address the relay listens on.
+    pub fn addr(&self) -> &str {
+        self.base
+            .split_once("://")
+            .map_or(&self.base, |(_, addr)| addr)
     }
 
     /// Returns the URL of `path` on this relay.
