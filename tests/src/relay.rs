@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
 
 /// Builds the relay binary with the cargo that runs these tests and returns its path.
 pub fn binary() -> PathBuf {
@@ -53,6 +54,8 @@ pub struct Relay {
     /// The address the relay bound.
     pub addr: SocketAddr,
     logs: Arc<Mutex<Vec<String>>>,
+    /// The task that reads the process's log until it closes.
+    log_reader: JoinHandle<()>,
     data: tempfile::TempDir,
     args: Vec<String>,
     filter: String,
@@ -69,11 +72,13 @@ impl Relay {
         let data = tempfile::tempdir().expect("relay data directory");
         let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
         let logs = Arc::new(Mutex::new(Vec::new()));
-        let (child, addr) = spawn("127.0.0.1:0", data.path(), &args, filter, &logs).await;
+        let (child, addr, log_reader) =
+            spawn("127.0.0.1:0", data.path(), &args, filter, &logs).await;
         Self {
             child,
             addr,
             logs,
+            log_reader,
             data,
             args,
             filter: filter.to_owned(),
@@ -91,7 +96,7 @@ impl Relay {
     /// arguments.
     pub async fn start_again(&mut self) {
         let listen = self.addr.to_string();
-        let (child, addr) = spawn(
+        let (child, addr, log_reader) = spawn(
             &listen,
             self.data.path(),
             &self.args,
@@ -101,6 +106,7 @@ impl Relay {
         .await;
         assert_eq!(addr, self.addr, "the restarted relay bound another address");
         self.child = child;
+        self.log_reader = log_reader;
     }
 
     /// Returns the relay's data directory; blobs are in its `blobs/` folder.
@@ -132,12 +138,17 @@ impl Relay {
         assert_eq!(result, 0, "kill({pid}, {signal}) failed");
     }
 
-    /// Waits up to `timeout` for the relay to exit and returns its status.
+    /// Waits up to `timeout` for the relay to exit and returns its status. The log lines it
+    /// wrote before it exited are all in [`Relay::logs`] by then.
     pub async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        tokio::time::timeout(timeout, self.child.wait())
-            .await
-            .unwrap_or_else(|_| panic!("the relay did not exit within {timeout:?}"))
-            .expect("waiting for the relay")
+        tokio::time::timeout(timeout, async {
+            let status = self.child.wait().await.expect("waiting for the relay");
+            // The pipe closes when the process exits, so the reader ends once it has the rest.
+            (&mut self.log_reader).await.expect("the log reader task");
+            status
+        })
+        .await
+        .unwrap_or_else(|_| panic!("the relay did not exit within {timeout:?}"))
     }
 
     /// Returns the relay's resident memory in KiB, from `/proc/<pid>/status`.
@@ -161,7 +172,7 @@ async fn spawn(
     args: &[String],
     filter: &str,
     logs: &Arc<Mutex<Vec<String>>>,
-) -> (Child, SocketAddr) {
+) -> (Child, SocketAddr, JoinHandle<()>) {
     let mut child = Command::new(binary())
         .args(["--listen", listen, "--www"])
         .arg(www_dir())
@@ -192,12 +203,12 @@ async fn spawn(
 
     // Keep draining the log so the relay never blocks on a full pipe.
     let sink = logs.clone();
-    tokio::spawn(async move {
+    let log_reader = tokio::spawn(async move {
         while let Ok(Some(line)) = lines.next_line().await {
             sink.lock().expect("log lock").push(line);
         }
     });
-    (child, addr)
+    (child, addr, log_reader)
 }
 
 /// Parses the address from the relay's "listening" log line.
