@@ -898,6 +898,62 @@ async fn hostile_messages_leave_page_working() {
     })
     .await;
     assert_eq!(count_of(&alice.client, "#messages a.save").await, 0);
+    // Downloading the same bytes again cannot help, so the row offers no "Try again".
+    let buttons = alice
+        .client
+        .execute(
+            r#"const row = Array.from(document.querySelectorAll('#messages li.file'))
+                   .find(row => row.textContent.includes('SHA-256 does not match'));
+               return row.querySelectorAll('button').length;"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(buttons, Value::from(0));
+
+    // A blob of another size than its announcement is reported with exact byte counts.
+    let response = reqwest::Client::new()
+        .post(relay.url(&format!("/blob/{channel}")))
+        .body(vec![9u8; 500])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let short: Value = response.json().await.unwrap();
+    let announcement = message(
+        "mallory",
+        Body::File(Attachment {
+            blob: short["id"].as_str().unwrap().to_owned(),
+            sha256: [0x44; 32],
+            mime: "application/octet-stream".to_owned(),
+            name: "short.bin".to_owned(),
+            size: 1000,
+        }),
+    );
+    let announced = seal(&mut keys, &announcement.to_json());
+    assert_eq!(publish(&relay, &channel, &announced).await, 202);
+    alice
+        .client
+        .execute(
+            r#"Array.from(document.querySelectorAll('#messages li.file'))
+                   .find(row => row.textContent.includes('short.bin'))
+                   .querySelector('button.download').click();"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    let error = eventually("the size mismatch", WAIT, || async {
+        contents_of(&alice.client, "#messages li.file .error")
+            .await
+            .into_iter()
+            .find(|t| t.starts_with("Could not open short.bin"))
+    })
+    .await;
+    assert_eq!(
+        error,
+        "Could not open short.bin: the server has 500 bytes, where the announced 1,000 bytes \
+         encrypt to 1,041 bytes."
+    );
 
     // An image announcement of a type the page does not show inline is offered as a file.
     let svg = message(

@@ -24,7 +24,7 @@ use web_sys::{
 use super::dom::{MessageRow, OBJECT_URL_ATTRIBUTE, Piece};
 use super::timer::sleep;
 use super::{App, Room, describe, listen, outbox};
-use crate::message::{Attachment, human_size, inline_image_type, safe_file_name};
+use crate::message::{Attachment, exact_size, human_size, inline_image_type, safe_file_name};
 
 /// Bytes of images a room downloads by itself; later images wait for a click. This bounds the
 /// memory that a member posting many large images can make the page use.
@@ -39,6 +39,34 @@ pub struct Downloads {
     /// Bytes of images downloaded without a click so far.
     auto_bytes: Cell<u64>,
     running: Cell<u32>,
+}
+
+/// The failure of a download, reported in place of the image or the saved file.
+struct Failure {
+    /// The reason, as a clause that follows "Could not open <name>: ".
+    reason: String,
+    /// Whether trying again may succeed: true for transport failures, false when the bytes
+    /// themselves are wrong, which no second download changes.
+    retry: bool,
+}
+
+impl Failure {
+    /// Returns a failure of the connection or the server, which a later attempt may not meet.
+    fn transient(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            retry: true,
+        }
+    }
+
+    /// Returns a failure of the content: wrong size, wrong hash, or bytes that do not decrypt
+    /// or decode.
+    fn permanent(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            retry: false,
+        }
+    }
 }
 
 /// The way a decrypted blob is shown.
@@ -173,6 +201,17 @@ fn start(room: &Rc<Room>, row: MessageRow, attachment: Attachment, kind: Kind) {
 }
 
 async fn fetch_and_show(room: &Rc<Room>, row: &MessageRow, attachment: &Attachment, kind: Kind) {
+    // A new attempt replaces the error line of the one before.
+    if let Ok(errors) = row.body.query_selector_all(":scope > p.error") {
+        for index in 0..errors.length() {
+            if let Some(error) = errors
+                .get(index)
+                .and_then(|node| node.dyn_into::<Element>().ok())
+            {
+                error.remove();
+            }
+        }
+    }
     let label = format!("Downloading {}", attachment.name);
     let progress = room.elements.progress(&row.body, &label);
     row.set_state("downloading");
@@ -191,10 +230,11 @@ async fn fetch_and_show(room: &Rc<Room>, row: &MessageRow, attachment: &Attachme
                 show_image(room, row, attachment, &content, width, height).await
             }
             Kind::File => save_file(room, row, attachment, &content),
-        },
-        Err(reason) => Err(reason),
+        }
+        .map_err(Failure::permanent),
+        Err(failure) => Err(failure),
     };
-    if let Err(reason) = shown {
+    if let Err(Failure { reason, retry }) = shown {
         let _ = room.elements.append_line(
             &row.body,
             "p",
@@ -205,7 +245,9 @@ async fn fetch_and_show(room: &Rc<Room>, row: &MessageRow, attachment: &Attachme
                 Piece::Page(&format!(": {reason}.")),
             ],
         );
-        add_button(room, row, attachment, "Try again");
+        if retry {
+            add_button(room, row, attachment, "Try again");
+        }
     }
 }
 
@@ -214,24 +256,25 @@ async fn fetch_verified(
     room: &Room,
     attachment: &Attachment,
     progress: Option<&HtmlProgressElement>,
-) -> Result<Uint8Array, String> {
-    let secret = room.secret().ok_or("the room is locked")?;
+) -> Result<Uint8Array, Failure> {
+    let secret = room
+        .secret()
+        .ok_or_else(|| Failure::transient("the room is locked"))?;
     let expected = attachment.blob_len();
     let url = format!("/blob/{}", attachment.blob);
     let response: Response = JsFuture::from(room.window.fetch_with_str(&url))
         .await
-        .map_err(|_| "the server could not be reached")?
+        .map_err(|_| Failure::transient("the server could not be reached"))?
         .unchecked_into();
     match response.status() {
         200 => {}
         404 => {
-            return Err(
+            return Err(Failure::permanent(
                 "the server no longer has it (files are kept for a limited time, \
-                        24 hours by default)"
-                    .to_owned(),
-            );
+                 24 hours by default)",
+            ));
         }
-        status => return Err(format!("the server answered {status}")),
+        status => return Err(Failure::transient(format!("the server answered {status}"))),
     }
     let declared = response
         .headers()
@@ -240,29 +283,31 @@ async fn fetch_verified(
         .flatten()
         .and_then(|value| value.trim().parse::<u64>().ok());
     if let Some(declared) = declared.filter(|declared| *declared != expected) {
-        return Err(format!(
-            "the server has {declared} bytes where the message announced {expected}"
-        ));
+        return Err(Failure::permanent(format!(
+            "the server has {}, where the announced {} encrypt to {}",
+            exact_size(declared),
+            exact_size(attachment.size),
+            exact_size(expected)
+        )));
     }
 
     let sealed = read_body(&response, expected, progress).await?;
-    let digest = sha256(&sealed).await?;
+    let digest = sha256(&sealed).await.map_err(Failure::transient)?;
     if digest != attachment.sha256 {
-        return Err(
+        return Err(Failure::permanent(
             "its SHA-256 does not match the message, so it was changed after it was \
-                    sent; it was not decrypted"
-                .to_owned(),
-        );
+             sent; it was not decrypted",
+        ));
     }
     let content = crate::api::decrypt_bytes_async(secret.expose().to_owned(), sealed)
         .await
-        .map_err(|e| describe(&e.into()))?;
+        .map_err(|e| Failure::permanent(describe(&e.into())))?;
     if u64::from(content.length()) != attachment.size {
-        return Err(format!(
-            "it decrypted to {} bytes where the message announced {}",
-            content.length(),
-            attachment.size
-        ));
+        return Err(Failure::permanent(format!(
+            "it decrypted to {}, where the message announced {}",
+            exact_size(content.length().into()),
+            exact_size(attachment.size)
+        )));
     }
     Ok(content)
 }
@@ -273,19 +318,19 @@ async fn read_body(
     response: &Response,
     expected: u64,
     progress: Option<&HtmlProgressElement>,
-) -> Result<Uint8Array, String> {
+) -> Result<Uint8Array, Failure> {
     // `expected` is at most the blob limit plus overhead (checked when the message was
     // parsed), so it fits a u32.
     let buffer = Uint8Array::new_with_length(expected as u32);
     let Some(stream) = response.body() else {
-        return Err("the server sent no content".to_owned());
+        return Err(Failure::transient("the server sent no content"));
     };
     let reader: ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
     let mut received: u64 = 0;
     loop {
         let chunk = JsFuture::from(reader.read())
             .await
-            .map_err(|e| format!("the download broke off: {}", describe(&e)))?;
+            .map_err(|e| Failure::transient(format!("the download broke off: {}", describe(&e))))?;
         let done = Reflect::get(&chunk, &"done".into())
             .ok()
             .and_then(|done| done.as_bool())
@@ -300,9 +345,10 @@ async fn read_body(
         let length = u64::from(bytes.length());
         if received + length > expected {
             let _ = reader.cancel();
-            return Err(format!(
-                "the server sent more than the {expected} bytes the message announced"
-            ));
+            return Err(Failure::permanent(format!(
+                "the server sent more than the {} the message calls for",
+                exact_size(expected)
+            )));
         }
         buffer.set(&bytes, received as u32);
         received += length;
@@ -311,9 +357,11 @@ async fn read_body(
         }
     }
     if received != expected {
-        return Err(format!(
-            "the server sent {received} bytes where the message announced {expected}"
-        ));
+        return Err(Failure::transient(format!(
+            "the server sent {} of the {} the message calls for",
+            exact_size(received),
+            exact_size(expected)
+        )));
     }
     Ok(buffer)
 }
