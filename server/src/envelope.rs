@@ -260,6 +260,24 @@ mod tests {
     }
 
     #[test]
+    fn base64_has_one_spelling() {
+        // SJCL's spelling, padded or not, is accepted.
+        for ct in ["AA==", "AA", "AAEC", "+/8="] {
+            let body = format!(r#"{{"iv":"AA==","salt":"AA==","ct":"{ct}"}}"#);
+            assert!(check_and_compact(body.as_bytes()).is_ok(), "{ct}");
+        }
+        // Nonzero unused bits and whitespace decode to bytes too, but are other spellings.
+        for ct in ["BB", "AB==", "AA AA", "AAAA\\n", "-_8="] {
+            let body = format!(r#"{{"iv":"AA==","salt":"AA==","ct":"{ct}"}}"#);
+            assert_eq!(
+                check_and_compact(body.as_bytes()),
+                Err(EnvelopeError::NotBase64 { field: "ct".into() }),
+                "{ct}"
+            );
+        }
+    }
+
+    #[test]
     fn values_keep_their_text_compact() {
         let body = "{ \"ct\" : \"AA==\" ,\n\t\"iv\":\"AA==\", \"salt\":\"AA==\",\
                     \"n\\u0061me\": \"caf\\u00e9\\u2028\", \"x\": 1e2, \"y\" : true ,\

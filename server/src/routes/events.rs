@@ -148,3 +148,33 @@ impl Stream for EventStream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_id_read_leniently() {
+        assert_eq!(
+            last_event_id(None, "lastEventId=a-1&other=x").unwrap(),
+            Some("a-1".to_owned())
+        );
+        // Malformed percent escapes stay as they are, and other parameters are ignored.
+        assert_eq!(
+            last_event_id(None, "lastEventId=%ZZ&%%%").unwrap(),
+            Some("%ZZ".to_owned())
+        );
+        assert_eq!(last_event_id(None, "lastEventId=").unwrap(), None);
+        // The header wins over the query.
+        assert_eq!(
+            last_event_id(Some(b"h-2"), "lastEventId=q-1").unwrap(),
+            Some("h-2".to_owned())
+        );
+    }
+
+    #[test]
+    fn query_id_given_twice_rejected() {
+        let error = last_event_id(None, "lastEventId=a&lastEventId=b").unwrap_err();
+        assert!(error.to_string().starts_with("invalid query string"));
+    }
+}
