@@ -698,8 +698,10 @@ fn machine_figures(
         _ => None,
     };
     let other = match (busy, server, generator) {
+        // The machine's and the processes' counters tick at different times, so a small
+        // negative difference is rounding: it is recorded as zero.
         (Some(busy), Some(server), Some(generator)) => {
-            Some(busy - server.publish_cpu.total() - generator.total())
+            Some((busy - server.publish_cpu.total() - generator.total()).max(0.0))
         }
         _ => None,
     };

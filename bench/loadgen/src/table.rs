@@ -112,7 +112,8 @@ const DELIVERY_FIGURES: &[Figure] = &[
         Some(r.server_process.as_ref()?.publish_max_rss_kib as f64 / 1024.0)
     }),
     figure("publishes per second", 0, |r| Some(r.publishing.per_second)),
-    // The ticks of /proc are 10 ms per process, so small negative values are rounding.
+    // Reports written before the figure was clamped at its source can hold small negative
+    // values, which are rounding.
     context("other processes' CPU while publishing (s)", 2, |r| {
         Some(r.machine.publish_other_secs?.max(0.0))
     }),
