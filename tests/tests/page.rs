@@ -641,6 +641,19 @@ async fn publish(relay: &Relay, channel: &str, envelope: &str) -> u16 {
     response.status().as_u16()
 }
 
+/// Uploads `bytes` to the channel as a room member's page would, and returns the blob's id.
+async fn upload_blob(relay: &Relay, channel: &str, bytes: Vec<u8>) -> String {
+    let response = reqwest::Client::new()
+        .post(relay.url(&format!("/blob/{channel}")))
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let uploaded: Value = response.json().await.unwrap();
+    uploaded["id"].as_str().unwrap().to_owned()
+}
+
 /// Encrypts `plaintext` for the room as a hostile member could: with the given iterations and
 /// a fresh random salt.
 fn hostile_envelope(password: &str, plaintext: &str, iterations: u32) -> String {
@@ -868,18 +881,11 @@ async fn hostile_messages_leave_page_working() {
 
     // A blob whose SHA-256 does not match its announcement is caught before decryption.
     let swapped = vec![7u8; 1000 + 41];
-    let response = reqwest::Client::new()
-        .post(relay.url(&format!("/blob/{channel}")))
-        .body(swapped)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let uploaded: Value = response.json().await.unwrap();
+    let swapped_id = upload_blob(&relay, &channel, swapped).await;
     let announcement = message(
         "mallory",
         Body::File(Attachment {
-            blob: uploaded["id"].as_str().unwrap().to_owned(),
+            blob: swapped_id.clone(),
             sha256: [0x11; 32],
             mime: "text/html".to_owned(),
             name: "../../invoice.html".to_owned(),
@@ -912,18 +918,11 @@ async fn hostile_messages_leave_page_working() {
     assert_eq!(buttons, Value::from(0));
 
     // A blob of another size than its announcement is reported with exact byte counts.
-    let response = reqwest::Client::new()
-        .post(relay.url(&format!("/blob/{channel}")))
-        .body(vec![9u8; 500])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let short: Value = response.json().await.unwrap();
+    let short_id = upload_blob(&relay, &channel, vec![9u8; 500]).await;
     let announcement = message(
         "mallory",
         Body::File(Attachment {
-            blob: short["id"].as_str().unwrap().to_owned(),
+            blob: short_id,
             sha256: [0x44; 32],
             mime: "application/octet-stream".to_owned(),
             name: "short.bin".to_owned(),
@@ -960,7 +959,7 @@ async fn hostile_messages_leave_page_working() {
         "mallory",
         Body::Image {
             attachment: Attachment {
-                blob: uploaded["id"].as_str().unwrap().to_owned(),
+                blob: swapped_id.clone(),
                 sha256: [0x22; 32],
                 mime: "image/svg+xml".to_owned(),
                 name: "drawing.svg".to_owned(),
@@ -1046,19 +1045,12 @@ async fn hostile_messages_leave_page_working() {
     let not_image = b"these bytes are no PNG marker-e1f4";
     let sealed = blob::encrypt(&password, not_image, &mut keys).unwrap();
     let sha256: [u8; 32] = Sha256::digest(&sealed).into();
-    let response = reqwest::Client::new()
-        .post(relay.url(&format!("/blob/{channel}")))
-        .body(sealed)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let uploaded: Value = response.json().await.unwrap();
+    let broken_id = upload_blob(&relay, &channel, sealed).await;
     let broken = message(
         "mallory",
         Body::Image {
             attachment: Attachment {
-                blob: uploaded["id"].as_str().unwrap().to_owned(),
+                blob: broken_id,
                 sha256,
                 mime: "image/png".to_owned(),
                 name: "broken.png".to_owned(),
