@@ -1,52 +1,12 @@
 //! Two headless Chromium pages chat through the real relay, and the relay never sees a key or
 //! a word of plaintext.
 
-use std::time::Duration;
-
 use dropthat_tests::browser::Browser;
 use dropthat_tests::capture::{CaptureProxy, contains};
 use dropthat_tests::eventually;
+use dropthat_tests::page::{ENTER, WAIT, text_of, texts_of, wait_for_count, wait_for_message};
 use dropthat_tests::relay::Relay;
-use fantoccini::{Client, Locator};
-
-const WAIT: Duration = Duration::from_secs(20);
-
-/// WebDriver's code for the Enter key.
-const ENTER: &str = "\u{E007}";
-
-async fn text_of(client: &Client, css: &str) -> Option<String> {
-    client.find(Locator::Css(css)).await.ok()?.text().await.ok()
-}
-
-async fn texts_of(client: &Client, css: &str) -> Vec<String> {
-    let mut texts = Vec::new();
-    for element in client.find_all(Locator::Css(css)).await.unwrap_or_default() {
-        texts.push(element.text().await.unwrap_or_default());
-    }
-    texts
-}
-
-async fn wait_for_count(client: &Client, who: &str, expected: &str) {
-    eventually(&format!("{who} to show {expected:?}"), WAIT, || async {
-        (text_of(client, "#count").await.as_deref() == Some(expected)).then_some(())
-    })
-    .await;
-}
-
-async fn wait_for_message(client: &Client, who: &str, text: &str) {
-    eventually(
-        &format!("{who} to show the message {text:?}"),
-        WAIT,
-        || async {
-            texts_of(client, "#messages .message .text")
-                .await
-                .iter()
-                .any(|t| t == text)
-                .then_some(())
-        },
-    )
-    .await;
-}
+use fantoccini::Locator;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_browsers_chat_end_to_end() {
