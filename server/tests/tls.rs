@@ -20,6 +20,18 @@ fn self_signed(dir: &std::path::Path) -> (String, String, reqwest::Certificate) 
     )
 }
 
+/// Returns a client that trusts only `trusted`, with a new connection for each request.
+fn trusting_client(trusted: reqwest::Certificate) -> reqwest::Client {
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(trusted)
+        .pool_max_idle_per_host(0)
+        .no_proxy()
+        .build()
+        .unwrap()
+}
+
 #[actix_rt::test]
 async fn tls_serves_with_hsts() {
     let dir = tempfile::tempdir().unwrap();
@@ -31,14 +43,7 @@ async fn tls_serves_with_hsts() {
         &["--tls-cert", &cert, "--tls-key", &key],
     )
     .await;
-    let client = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(trusted)
-        .pool_max_idle_per_host(0)
-        .no_proxy()
-        .build()
-        .unwrap();
+    let client = trusting_client(trusted);
 
     let health = client.get(relay.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), StatusCode::OK);
@@ -122,14 +127,7 @@ async fn tls_stalled_body_times_out() {
         ],
     )
     .await;
-    let client = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(trusted)
-        .pool_max_idle_per_host(0)
-        .no_proxy()
-        .build()
-        .unwrap();
+    let client = trusting_client(trusted);
 
     // A body that sends its first bytes and then nothing more.
     let first = futures_util::stream::iter([Ok::<_, std::io::Error>(b"{\"iv\"".to_vec())]);
