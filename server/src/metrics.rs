@@ -203,30 +203,28 @@ impl Source {
 #[derive(Debug)]
 struct SourceCollector(Arc<Source>);
 
+/// Writes one figure as a metric with its name and help text.
+fn encode_figure(
+    encoder: &mut DescriptorEncoder,
+    figure: &Figure,
+    metric: &impl EncodeMetric,
+) -> Result<(), std::fmt::Error> {
+    let metric_encoder =
+        encoder.encode_descriptor(figure.name, figure.help, None, metric.metric_type())?;
+    metric.encode(metric_encoder)
+}
+
 impl Collector for SourceCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         for figure in self.0.figures().list() {
             match figure.kind {
                 Kind::Counter => {
-                    let metric = ConstCounter::new(figure.value);
-                    let metric_encoder = encoder.encode_descriptor(
-                        figure.name,
-                        figure.help,
-                        None,
-                        metric.metric_type(),
-                    )?;
-                    metric.encode(metric_encoder)?;
+                    encode_figure(&mut encoder, &figure, &ConstCounter::new(figure.value))?;
                 }
                 Kind::Gauge => {
                     // Every gauge here is a count far below i64::MAX.
-                    let metric = ConstGauge::new(i64::try_from(figure.value).unwrap_or(i64::MAX));
-                    let metric_encoder = encoder.encode_descriptor(
-                        figure.name,
-                        figure.help,
-                        None,
-                        metric.metric_type(),
-                    )?;
-                    metric.encode(metric_encoder)?;
+                    let value = i64::try_from(figure.value).unwrap_or(i64::MAX);
+                    encode_figure(&mut encoder, &figure, &ConstGauge::new(value))?;
                 }
             }
         }
