@@ -172,7 +172,7 @@ struct Usage {
 /// relay, because blob files do not record who uploaded them.
 #[derive(Debug, Default)]
 struct ClientShare {
-    /// The client's finished blobs, oldest first: when each expires, and its bytes.
+    /// The client's finished blobs, oldest first, each as its expiry time and its bytes.
     blobs: VecDeque<(Instant, u64)>,
     /// Bytes of `blobs`.
     stored: u64,
@@ -246,7 +246,8 @@ impl Usage {
         Ok(())
     }
 
-    /// Releases the bytes an upload reserved; `stored` moves them to the finished blobs.
+    /// Releases the bytes an upload reserved. When the upload was stored, `stored` is its
+    /// blob's expiry time, and the bytes move to the finished blobs.
     fn release(&mut self, client: Option<ClientKey>, bytes: u64, stored: Option<Instant>) {
         self.reserved -= bytes;
         if stored.is_some() {
@@ -299,10 +300,10 @@ impl BlobStore {
                 usage: Mutex::default(),
             }),
         };
-        let (kept, expired) = store.scan()?;
+        let (current, expired) = store.scan()?;
         tracing::info!(
-            blobs = kept.blobs,
-            bytes = kept.blob_bytes,
+            blobs = current.blobs,
+            bytes = current.blob_bytes,
             expired,
             dir = %store.inner.settings.dir.display(),
             "blob store opened"

@@ -42,7 +42,7 @@ impl BodyError {
 pub struct TimedBody<S> {
     inner: S,
     idle: Duration,
-    /// The end of the whole body, when it has a time limit.
+    /// The deadline of the whole body and its time limit, when it has one.
     deadline: Option<(Instant, Duration)>,
     /// Fires at the earlier of the idle timeout and the deadline.
     timer: Pin<Box<Sleep>>,

@@ -43,7 +43,7 @@ impl TrustedProxies {
     }
 
     /// Returns the client address of a request from `peer` that carried the `X-Forwarded-For`
-    /// header values `forwarded`, in the order received; see [`Self::client_address`].
+    /// header values `forwarded`, in the order received. See [`Self::client_address`].
     pub fn resolve<'a>(&self, peer: IpAddr, forwarded: impl Iterator<Item = &'a [u8]>) -> IpAddr {
         let peer = canonical(peer);
         if !self.contains(peer) {
@@ -77,7 +77,7 @@ pub fn visible_ascii(value: &[u8]) -> Option<&str> {
     let visible = value
         .iter()
         .all(|&b| (b' '..0x7f).contains(&b) || b == b'\t');
-    // Visible ASCII is valid UTF-8, so the conversion cannot fail here.
+    // Every byte passed the check above, and ASCII is valid UTF-8, so this cannot fail.
     visible.then(|| std::str::from_utf8(value).ok()).flatten()
 }
 

@@ -106,7 +106,7 @@ pub struct Config {
     #[arg(long, env = "DROPTHAT_BODY_IDLE_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
     pub body_idle_timeout: Duration,
 
-    /// Maximum time a whole publish body may take to arrive; a slower one gets 408.
+    /// Maximum time a whole publish body may take to arrive. A slower one gets 408.
     #[arg(long, env = "DROPTHAT_PUBLISH_BODY_TIMEOUT", default_value = "30s", value_parser = parse_positive_duration)]
     pub publish_body_timeout: Duration,
 
@@ -119,8 +119,8 @@ pub struct Config {
     #[arg(long, env = "DROPTHAT_BLOB_QUOTA_BYTES", default_value_t = 1 << 30)]
     pub blob_quota_bytes: u64,
 
-    /// Maximum bytes of the blobs of one client address (an IPv6 client counts by its /64);
-    /// uploads beyond it get 507. The default is a quarter of --blob-quota-bytes.
+    /// Maximum bytes of the blobs of one client address (an IPv6 client counts by its /64).
+    /// Uploads beyond it get 507. The default is a quarter of --blob-quota-bytes.
     #[arg(long, env = "DROPTHAT_BLOB_QUOTA_PER_CLIENT_BYTES")]
     pub blob_quota_per_client_bytes: Option<u64>,
 
@@ -190,8 +190,8 @@ impl Config {
     pub fn broker_settings(&self) -> BrokerSettings {
         BrokerSettings {
             history_len: self.history_len as usize,
-            // The flag's range keeps the value within usize on 64-bit targets; a 32-bit
-            // target saturates to its address space.
+            // Every u64 fits in a 64-bit usize. On a 32-bit target a larger value saturates
+            // to usize::MAX, which is more than its address space.
             max_history_bytes: usize::try_from(self.max_history_bytes).unwrap_or(usize::MAX),
             history_retention: self.history_retention,
             count_interval: self.count_interval,

@@ -90,7 +90,8 @@ pub fn check_and_compact(body: &[u8]) -> Result<Bytes, EnvelopeError> {
         if index > 0 {
             compact.push(b',');
         }
-        // Writing a string to a Vec cannot fail; the error is still returned, not unwrapped.
+        // serde_json cannot fail to write a string into a Vec (a Vec's writes never fail), but
+        // the error is still returned rather than unwrapped.
         serde_json::to_writer(&mut compact, &name.0).map_err(|e| EnvelopeError::NotJsonObject {
             reason: e.to_string(),
         })?;

@@ -11,8 +11,8 @@
 //!   disconnect stalled readers.
 //! - [`client`]: the client address behind trusted proxies, and the key limits count against.
 //! - [`limits`]: concurrent stream limits and per-client token buckets.
-//! - [`direct`]: event streams on plain HTTP, served straight from the socket; every other
-//!   connection goes on to actix-web.
+//! - [`direct`]: subscriptions and publishes on plain HTTP, served straight from the socket.
+//!   At the first other request, the connection goes on to actix-web.
 //! - [`routes`]: the HTTP endpoints, their errors and the security headers on every response.
 //! - [`body`]: request bodies read with an idle timeout and a time limit.
 //! - [`channel`]: validated channel ids, the only name of a room the server receives.

@@ -11,7 +11,8 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::{Directive, LevelFilter};
 
 /// mimalloc rather than glibc's allocator: the relay allocates and frees many small buffers on
-/// two or more threads, and glibc's consolidation of freed chunks showed up in its profiles.
+/// two or more threads, and glibc's consolidation of freed chunks showed up in the relay's
+/// profiles.
 /// Measured in docs/BENCHMARKS.md.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -30,7 +31,8 @@ fn log_filter() -> EnvFilter {
     {
         return filter;
     }
-    // A constant directive in the syntax `RUST_LOG` takes always parses.
+    // The constant is a valid `RUST_LOG` directive, so parsing cannot fail. Every start of
+    // the relay without debug logging runs this line.
     let quiet: Directive = QUIET_CONNECTION_ERRORS
         .parse()
         .expect("the directive for connection errors parses");

@@ -4,7 +4,8 @@
 //!
 //! The server is actix-server's, with actix-web's HTTP service set up as `actix_web::HttpServer`
 //! sets it up. On plain HTTP each connection goes through [`direct`] first, which serves
-//! event streams itself and hands every other connection to that HTTP service.
+//! subscriptions and publishes itself and hands the connection to that HTTP service at the
+//! first other request.
 
 use std::future::Future;
 use std::io;
@@ -54,9 +55,9 @@ macro_rules! http_service {
             })
             .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
             .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
-            // A subscriber that closes its end is gone: without this, actix treats the EOF as
-            // a half-close and notices only when a later keepalive write fails, so counts
-            // would lag.
+            // A subscriber that closes its end is gone. Without this setting, actix-http
+            // treats the EOF as a half-close and notices only when a later keepalive write
+            // fails, so counts would lag.
             .h1_allow_half_closed(false)
             .on_connect_ext(|io: &_, data: &mut actix_http::Extensions| {
                 crate::connection::record_socket(io as &dyn std::any::Any, data)

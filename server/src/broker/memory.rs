@@ -7,7 +7,7 @@
 //! dropped as stalled. The log keeps what some subscriber still has to send, and at least the
 //! last `history_len` events for subscribers that reconnect.
 //!
-//! Subscriber counts and keepalives are not queued at all: each channel holds the latest count
+//! Subscriber counts and keepalives are not queued at all: each channel stores the latest count
 //! frame and a version number for each, and a subscriber sends the frame when its version is
 //! behind. One maintenance task, not a timer per connection, moves the versions on (the counts
 //! coalesced to one per `count_interval`) and frees channels whose history has expired.
@@ -45,7 +45,7 @@ const MAX_FRAME_OVERHEAD: usize = 4 + MAX_EVENT_ID_LEN + 7 + 2;
 #[derive(Debug, Clone)]
 pub struct BrokerSettings {
     /// Events each channel keeps for reconnecting subscribers. One channel can keep up to
-    /// `history_len` times the publish size limit (3.2 MiB at the defaults);
+    /// `history_len` times the publish size limit (3.2 MiB at the defaults), and
     /// `max_history_bytes` bounds all channels together.
     pub history_len: usize,
     /// Maximum bytes of event frames in all channels' logs together. Publishing someone
@@ -58,8 +58,8 @@ pub struct BrokerSettings {
     pub count_interval: Duration,
     /// Time between keepalive comments on every stream.
     pub keepalive: Duration,
-    /// Events published but not yet taken by a subscriber's connection that make it count as
-    /// stalled and be dropped when exceeded.
+    /// Maximum events published but not yet taken by a subscriber's connection. A subscriber
+    /// further behind counts as stalled and is dropped.
     pub max_waiting_events: usize,
     /// The same limit in bytes of event frames. With `max_waiting_events`, it bounds the
     /// memory a stalled subscriber keeps alive in its channel's log.
@@ -126,7 +126,7 @@ struct State {
 
 struct ChannelEntry {
     channel: Arc<Channel>,
-    /// When the last subscriber left; `None` while the channel has subscribers.
+    /// Time the last subscriber left, or `None` while the channel has subscribers.
     idle_since: Option<Instant>,
 }
 
@@ -477,9 +477,9 @@ impl Shared {
         freed
     }
 
-    fn count_history_eviction(&self, name: &ChannelId, what: &'static str) {
+    fn count_history_eviction(&self, name: &ChannelId, reason: &'static str) {
         let previous = self.history_evictions.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(channel = %name, what, "history dropped to stay within --max-history-bytes");
+        tracing::debug!(channel = %name, reason, "history dropped to stay within --max-history-bytes");
         // The first eviction and then every thousandth is logged at a level operators see.
         if previous.is_multiple_of(1000) {
             tracing::warn!(
@@ -735,13 +735,13 @@ impl Log {
             self.front += 1;
         }
         if self.events.capacity() > 2 * self.events.len().max(history_len) {
-            // A burst grew the log; give the memory back once subscribers have caught up.
+            // A burst grew the log, so give the memory back once subscribers have caught up.
             self.events.shrink_to(self.events.len().max(history_len));
         }
         before - self.stored_bytes()
     }
 
-    /// Returns the cursor of a subscriber that last saw `last_event_id`, and the notice it
+    /// Returns the cursor of a subscriber that last received `last_event_id`, and the notice it
     /// gets first when some events may be missing. The cursor is the position after that
     /// event, or else the oldest event of the history, after a `too-old` or `unknown-id`
     /// notice.
@@ -1140,7 +1140,7 @@ mod tests {
             ids.push(publish(&broker, "room", payload).await.id);
         }
 
-        // History keeps 3: events 3 to 5, although the log still holds all five for the keeper,
+        // History keeps 3: events 3 to 5, although the log still contains all five for the keeper,
         // which has not read them. Id 1 is too old, and 3 to 5 follow the notice.
         let mut old = broker
             .subscribe(request("room", Some(&ids[0])))
@@ -1237,7 +1237,7 @@ mod tests {
 
     #[tokio::test]
     async fn history_budget_frees_idle_first() {
-        // A frame of a 100-byte payload is about 131 bytes, so 500 bytes hold three.
+        // A frame of a 100-byte payload is about 131 bytes, so 500 bytes fit three.
         let broker = MemoryBroker::new(BrokerSettings {
             max_history_bytes: 500,
             history_len: 10,
@@ -1277,9 +1277,9 @@ mod tests {
         assert_eq!(published.queued, 1);
         let stats = broker.stats();
         assert_eq!(stats.history_evictions, 3);
-        let kept = event_frame(&published.id, &"x".repeat(100));
-        assert_eq!(stats.history_bytes, kept.len() as u64);
-        assert_eq!(ready_frames(&mut live), [kept]);
+        let unsent = event_frame(&published.id, &"x".repeat(100));
+        assert_eq!(stats.history_bytes, unsent.len() as u64);
+        assert_eq!(ready_frames(&mut live), [unsent]);
     }
 
     #[tokio::test]

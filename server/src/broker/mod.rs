@@ -98,9 +98,9 @@ pub trait Feed: Send {
     /// Appends the frames ready for this subscriber to `batch`, in order, while it has room.
     ///
     /// Registers the task of `cx` to be woken when more frames are ready or the stream ends,
-    /// on every call, also when it returns frames. Returns `Pending` when it added nothing,
-    /// and the reason once the stream has ended: after every remaining frame for
-    /// [`End::Closed`], at once for [`End::Overflow`].
+    /// on every call, including calls that return frames. Returns `Pending` when it added
+    /// nothing. Once the stream has ended, it returns the reason: [`End::Closed`] after every
+    /// remaining frame, and [`End::Overflow`] at once.
     fn poll_frames(
         &mut self,
         cx: &mut Context<'_>,
@@ -112,9 +112,9 @@ pub trait Feed: Send {
     /// subscriber as stalled.
     fn poll_dropped(&mut self, cx: &mut Context<'_>) -> Poll<()>;
 
-    /// Sets what shuts the connection down if the broker drops this subscriber as stalled
-    /// while its connection is not polling: needed where the HTTP server stops polling a
-    /// response body whose socket is full.
+    /// Sets the closer that shuts the connection down if the broker drops this subscriber as
+    /// stalled while its connection is not polling. The HTTP server stops polling a response
+    /// body whose socket is full, so without it a stalled connection would stay open.
     fn set_closer(&mut self, closer: ConnectionCloser);
 }
 
@@ -131,13 +131,13 @@ impl Subscription {
         Self { feed, delivery }
     }
 
-    /// Sets what shuts the connection down if this subscriber is dropped as stalled.
+    /// Sets the closer that shuts the connection down if this subscriber is dropped as stalled.
     pub fn set_closer(&mut self, closer: ConnectionCloser) {
         self.feed.set_closer(closer);
     }
 
     /// Registers the task without taking frames, and returns `Ready` once the broker has
-    /// dropped this subscriber as stalled; see [`Feed::poll_dropped`].
+    /// dropped this subscriber as stalled. See [`Feed::poll_dropped`].
     pub fn poll_dropped(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         self.feed.poll_dropped(cx)
     }
@@ -194,7 +194,7 @@ pub struct Published {
     pub queued: usize,
 }
 
-/// A broker's figures. Counters run from the broker's start; the others are current values.
+/// A broker's figures. Counters run from the broker's start, and the others are current values.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct BrokerStats {
     /// Subscribers now, over all channels.

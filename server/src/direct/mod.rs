@@ -5,7 +5,7 @@
 //! (`HW_BUFFER_SIZE` in actix-http 3.20's h1 dispatcher, not configurable), more than the rest
 //! of an idle subscriber costs together. Its handling of a request also costs about twice the
 //! CPU time of the publish itself. So on plain HTTP the relay looks at each request of a
-//! connection before actix sees it, without consuming it ([`request`]):
+//! connection before actix-web reads it, without consuming it ([`request`]):
 //!
 //! - a subscription is served by a [`Writer`] that owns the socket, with the same headers and
 //!   chunked framing as actix-web, and keeps no buffer while the stream is idle;
@@ -133,8 +133,8 @@ where
         },
         Peeked::Request(Request::Publish(request)) => {
             match publish(&mut stream, request, state).await {
-                // Boxed, so that the futures of subscribers do not carry the size of a kept-
-                // alive connection's state.
+                // Boxed, so that the futures of subscribers do not carry the size of a
+                // kept-alive connection's state.
                 Answered::KeepAlive => match Box::pin(keep_alive(stream, peer, &worker)).await {
                     Some(stream) => stream,
                     None => return Ok(()),
@@ -361,7 +361,8 @@ fn accepted(published: &crate::broker::Published, close: bool) -> Bytes {
         id: &published.id,
         queued: published.queued,
     })
-    // A struct of a string and a number always serializes.
+    // serde_json cannot fail on a struct of a string and a number, so the empty default is
+    // never sent.
     .unwrap_or_default();
     let mut text = String::with_capacity(512 + body.len());
     // `fmt::Write` for String never returns an error.

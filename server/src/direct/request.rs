@@ -1,9 +1,10 @@
 //! The next request of a plain-HTTP connection, looked at without consuming it, to tell
 //! whether the relay serves it itself.
 //!
-//! Two kinds qualify, over HTTP/1.1 only: a plain `GET /sub/<channel>` (a valid channel id, no
-//! body, no upgrade, a query string that parses), and a `POST /pub/<channel>` whose
-//! `application/json` body has a `Content-Length`, has fully arrived, and is a valid envelope.
+//! Two kinds qualify, over HTTP/1.1 only. One is a plain `GET /sub/<channel>` (a valid channel
+//! id, no body, no upgrade, a query string that parses). The other is a `POST /pub/<channel>`
+//! whose `application/json` body has a `Content-Length`, has fully arrived, and is a valid
+//! envelope.
 //! A head that is malformed, too large, or not complete by the deadline is rejected here, with
 //! a one-line message, because actix-web sends those errors with an empty body. Anything else goes
 //! to actix-web untouched, which serves it or responds with the usual error.
@@ -23,20 +24,22 @@ use crate::client::TrustedProxies;
 use crate::envelope;
 use crate::routes::events::last_event_id;
 
-/// Maximum request head, in bytes; a longer one gets 431. A browser's request is well under
-/// 2 KiB, and nginx's default buffers for a proxied head hold 8 KiB.
+/// Maximum request head, in bytes. A longer one gets 431. A browser's request is well under
+/// 2 KiB, and nginx's default buffers for a proxied head are 8 KiB.
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 
-/// Largest publish body served here; larger ones, up to `--max-publish-bytes`, go to actix-web.
+/// Maximum publish body served here, in bytes. Larger ones, up to `--max-publish-bytes`, go
+/// to actix-web.
 pub const MAX_DIRECT_BODY: usize = 64 * 1024;
 
-/// Most bytes one look copies out of the socket: a head and a body.
+/// Maximum bytes one look copies out of the socket: a head and a body.
 const MAX_PEEK_BYTES: usize = MAX_HEAD_BYTES + MAX_DIRECT_BODY;
 
-/// Most header lines looked at; a request with more goes to actix-web, which takes 96.
+/// Maximum header lines looked at. A request with more goes to actix-web, which accepts up
+/// to 96.
 const MAX_HEADERS: usize = 32;
 
-/// First and longest pause before looking again at a request that is not complete yet. A
+/// First and maximum pause before looking again at a request that is not complete yet. A
 /// peek that returns data does not wait for more, so the wait between looks is a timer.
 const FIRST_RETRY: Duration = Duration::from_millis(1);
 const MAX_RETRY: Duration = Duration::from_millis(50);
@@ -96,7 +99,7 @@ pub enum Peeked {
     BodyPending,
 }
 
-/// Why a request is rejected before actix-web reads it.
+/// Reason a request is rejected before actix-web reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rejection {
     /// Not an HTTP/1.x request head.
@@ -282,9 +285,10 @@ impl<'a> Head<'a> {
         Some(head)
     }
 
-    /// Returns the declared body length; `None` when the value is not a plain decimal number.
-    /// A sign or other characters, which `str::parse` would accept or which could make two
-    /// servers read the framing differently, leave the request to actix-web.
+    /// Returns the declared body length, 0 without a `Content-Length`, or `None` when the
+    /// value is not a plain decimal number that fits in `usize`. A sign, which `str::parse`
+    /// accepts, or any other character could make two servers read the framing differently,
+    /// so such a request is left to actix-web.
     fn body_len(&self) -> Option<usize> {
         let Some(value) = self.content_length else {
             return Some(0);

@@ -22,7 +22,7 @@ use crate::broker::{Batch, End, Gathered, Subscription};
 use crate::limits::StreamPermit;
 
 /// Bytes a client may send after its request head before the relay closes the stream. A
-/// subscriber has nothing to send; a little is tolerated, as from a client that pipelines.
+/// subscriber has nothing to send, but a little is tolerated, as from a client that pipelines.
 const MAX_INPUT_AFTER_HEAD: usize = 4096;
 
 /// The end of a chunked body: a chunk of length zero and no trailers.
@@ -30,17 +30,17 @@ const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
 thread_local! {
     /// The batch each poll gathers into. Every poll leaves it empty, so the frames of one
-    /// writer are never seen by another, and its allocation is reused by all writers of the
+    /// writer never reach another, and its allocation is reused by all writers of the
     /// worker thread.
     static BATCH: RefCell<Batch> = RefCell::new(Batch::new());
 }
 
-/// Writes one subscriber's event stream until it ends, the client leaves, or the subscriber is
-/// dropped as stalled. Completes when the connection can be closed.
+/// Future that writes one subscriber's event stream until it ends, the client leaves, or the
+/// subscriber is dropped as stalled. It completes when the connection can be closed.
 pub struct Writer {
     socket: TcpStream,
     subscription: Subscription,
-    /// Bytes gathered but not yet written, in order; empty in the common case.
+    /// Bytes gathered but not yet written, in order. It is empty in the common case.
     unsent: Vec<Bytes>,
     /// Set once the last chunk is in `unsent`: the stream ends after it.
     finishing: bool,
@@ -236,7 +236,7 @@ impl ChunkSize {
     fn new(size: usize) -> Self {
         let mut bytes = [0u8; 18];
         let mut cursor = io::Cursor::new(&mut bytes[..]);
-        // 16 hex digits and CRLF fit in 18 bytes for any usize.
+        // A usize has at most 64 bits, so at most 16 hex digits, and CRLF makes 18 bytes.
         write!(cursor, "{size:X}\r\n").expect("a chunk size line fits in 18 bytes");
         let len = cursor.position() as usize;
         Self { bytes, len }

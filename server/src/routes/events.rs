@@ -91,7 +91,7 @@ pub fn log_opened(state: &AppState, channel: &ChannelId, address: Option<IpAddr>
     }
 }
 
-/// Returns the id a reconnecting client last saw: the `Last-Event-ID` header value, or else
+/// Returns the id a reconnecting client last received: the `Last-Event-ID` header value, or else
 /// the `lastEventId` parameter of the query string. An empty value counts as none.
 pub fn last_event_id(header: Option<&[u8]>, query: &str) -> Result<Option<String>, ApiError> {
     // A header value that is not text cannot be one of the relay's ids. It still requests a
@@ -108,7 +108,8 @@ pub fn last_event_id(header: Option<&[u8]>, query: &str) -> Result<Option<String
                 .last_event_id
         }
     };
-    // Ids longer than any the relay issues are cut: they stay unknown, at bounded cost.
+    // Ids longer than any the relay issues are truncated, so they stay unknown at bounded
+    // cost.
     Ok(id
         .filter(|id| !id.is_empty())
         .map(|id| id.chars().take(MAX_EVENT_ID_LEN + 1).collect()))
@@ -120,7 +121,7 @@ struct EventStream {
     opening: Option<Bytes>,
     subscription: Subscription,
     batch: Batch,
-    /// Frames taken from the broker and not yet handed to actix.
+    /// Frames taken from the broker and not yet handed to actix-web.
     ready: std::vec::IntoIter<Bytes>,
     _permit: StreamPermit,
 }

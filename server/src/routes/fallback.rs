@@ -1,6 +1,6 @@
-//! One-line plain-text bodies for the errors that actix-web and actix-files send themselves
-//! (an unknown path, a method a route does not take, a range past the end of a blob, a path
-//! that cannot name a file), in the style of the relay's own errors.
+//! One-line plain-text bodies, in the style of the relay's own errors, for the errors that
+//! actix-web and actix-files send themselves. These are an unknown path, a method a route does
+//! not take, a range past the end of a blob, and a path that cannot name a file.
 
 use actix_web::body::MessageBody;
 use actix_web::dev::ServiceResponse;
@@ -10,10 +10,10 @@ use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
 
 use super::error::ApiError;
 
-/// Maximum length of a method name quoted in a message; longer ones are cut.
+/// Maximum length of a method name quoted in a message. Longer ones are truncated.
 const MAX_QUOTED_METHOD: usize = 16;
 
-/// Middleware that gives every error response without a relay message one.
+/// Returns middleware that gives a one-line message to every error response without one.
 pub fn error_bodies<B: MessageBody + 'static>() -> ErrorHandlers<B> {
     ErrorHandlers::new().default_handler(replace_body)
 }
@@ -52,7 +52,7 @@ fn replace_body<B: MessageBody + 'static>(
     ))
 }
 
-/// Returns the message for an error `status` on `method` and `path`; `cause` is the text of
+/// Returns the message for an error `status` on `method` and `path`. `cause` is the text of
 /// the error behind it, when there is one.
 fn describe(status: StatusCode, method: &Method, path: &str, cause: Option<String>) -> String {
     let message = match status {

@@ -77,8 +77,8 @@ impl AppState {
             .map_err(|e| self.rejected(e.into(), Some(address)))
     }
 
-    /// Counts a request whose body did not arrive in time, stops reading its connection, and
-    /// returns the error unchanged.
+    /// Counts and logs a request whose body did not arrive in time, and stops reading its
+    /// connection. Returns every body error unchanged.
     fn body_failed<E: Into<ApiError>>(&self, request: &HttpRequest, error: E) -> ApiError {
         let error = error.into();
         let timed_out = match &error {
@@ -166,8 +166,8 @@ pub fn security_headers(tls: bool) -> DefaultHeaders {
 
 /// Registers the relay's routes, with the web page from `www` as the fallback.
 ///
-/// The patterns take everything after `/sub/`, `/pub/` and `/blob/`, an empty rest or one
-/// with more slashes included, so that the route rejects it with the reason rather than the
+/// The patterns take everything after `/sub/`, `/pub/` and `/blob/`, including an empty rest
+/// or one with more slashes. So the route rejects such a path with the reason, rather than the
 /// web page responding with 404 or 405.
 pub fn configure(cfg: &mut web::ServiceConfig, state: AppState, www: &Path) {
     cfg.app_data(web::Data::new(state))
