@@ -11,9 +11,12 @@
 //! parameters cannot freeze the page. Without WebCrypto they fall back to the Rust code.
 
 use std::cell::RefCell;
+use std::rc::Rc;
 
 use js_sys::Uint8Array;
+use sha2::{Digest, Sha256};
 use wasm_bindgen::prelude::*;
+use web_sys::SubtleCrypto;
 
 use crate::crypto::blob::{self, BlobError};
 use crate::crypto::envelope::{self, EnvelopeError, Params};
@@ -29,7 +32,15 @@ thread_local! {
     /// Derived keys of this page, shared by text envelopes and blobs. WebAssembly here runs
     /// on one thread, so a thread-local is the page's single cache.
     static KEYS: RefCell<KeyCache> = RefCell::new(KeyCache::default());
+
+    /// Blob keys imported into WebCrypto, by the digest of the key, most recently used last;
+    /// at most [`CCM_KEY_CAPACITY`]. Importing costs two more round trips to WebCrypto on
+    /// every blob, which weigh most on small ones.
+    static CCM_KEYS: RefCell<Vec<([u8; 32], Rc<CcmKey>)>> = const { RefCell::new(Vec::new()) };
 }
+
+/// Blob keys kept imported: a page uses one per room and passphrase it has open.
+const CCM_KEY_CAPACITY: usize = 8;
 
 /// Creates a room and returns its fragment: `#` followed by 22 base64url characters.
 #[wasm_bindgen(js_name = newRoom)]
@@ -125,8 +136,8 @@ pub async fn decrypt_async(password: String, envelope: String) -> Result<String,
 /// Encrypts bytes like [`encrypt_bytes`], with WebCrypto's AES doing the CCM work. Returns a
 /// `Promise` of the blob.
 ///
-/// With WebCrypto the content never enters WebAssembly memory; see `webcrypto::seal` for its
-/// two copies in JavaScript memory.
+/// With WebCrypto only the content's last partial AES block, under 16 bytes, enters
+/// WebAssembly memory. See `webcrypto::seal` for the one copy it makes in JavaScript memory.
 #[wasm_bindgen(js_name = encryptBytesAsync)]
 pub async fn encrypt_bytes_async(
     password: String,
@@ -146,7 +157,7 @@ pub async fn encrypt_bytes_async(
         })?;
         return Ok(Uint8Array::from(&sealed[..]));
     };
-    let key = CcmKey::import(&subtle, blob::blob_key(&derived).as_slice()).await?;
+    let key = ccm_key(&subtle, &derived).await?;
     let header = blob::header(DEFAULT_ITERATIONS, &salt, &nonce);
     webcrypto::seal(&subtle, &key, &nonce, &header, blob::TAG_LEN, &plaintext)
         .await
@@ -176,7 +187,7 @@ pub async fn decrypt_bytes_async(
     let tag_start = (blob_len - blob::TAG_LEN) as u32;
     let ciphertext = sealed.subarray(header_len, tag_start);
     let tag = sealed.subarray(tag_start, blob_len as u32).to_vec();
-    let key = CcmKey::import(&subtle, blob::blob_key(&derived).as_slice()).await?;
+    let key = ccm_key(&subtle, &derived).await?;
     webcrypto::open(&subtle, &key, nonce, &header, &ciphertext, &tag)
         .await
         .map_err(blob_failure)
@@ -196,6 +207,32 @@ async fn derived_key(password: &str, salt: &[u8], iterations: u32) -> Result<Der
     };
     KEYS.with_borrow_mut(|keys| keys.insert(password, salt, iterations, key.clone()));
     Ok(key)
+}
+
+/// Returns the blob key of `derived` imported into WebCrypto, from [`CCM_KEYS`] or imported now.
+async fn ccm_key(subtle: &SubtleCrypto, derived: &DerivedKey) -> Result<Rc<CcmKey>, JsError> {
+    let key = blob::blob_key(derived);
+    // The digest, not the key, identifies the entry, so the cache keeps no second copy of it.
+    let id: [u8; 32] = Sha256::digest(key.as_slice()).into();
+    let cached = CCM_KEYS.with_borrow_mut(|keys| {
+        let index = keys.iter().position(|(k, _)| *k == id)?;
+        let entry = keys.remove(index);
+        let imported = Rc::clone(&entry.1);
+        keys.push(entry);
+        Some(imported)
+    });
+    if let Some(imported) = cached {
+        return Ok(imported);
+    }
+    let imported = Rc::new(CcmKey::import(subtle, key.as_slice()).await?);
+    CCM_KEYS.with_borrow_mut(|keys| {
+        keys.retain(|(k, _)| *k != id);
+        if keys.len() == CCM_KEY_CAPACITY {
+            keys.remove(0);
+        }
+        keys.push((id, Rc::clone(&imported)));
+    });
+    Ok(imported)
 }
 
 fn blob_failure(failure: CcmFailure) -> JsError {

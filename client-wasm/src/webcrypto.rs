@@ -17,7 +17,7 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{AesCbcParams, AesCtrParams, CryptoKey, Pbkdf2Params, SubtleCrypto};
 
-use crate::crypto::ccm::{self, CcmError, MAX_TAG_LEN};
+use crate::crypto::ccm::{self, AesKey, CcmError, MAX_TAG_LEN};
 use crate::crypto::kdf::{DERIVED_KEY_LEN, DerivedKey};
 
 /// A WebCrypto call failed, with the `DOMException` name or error text it gave.
@@ -93,14 +93,22 @@ pub async fn pbkdf2_sha256(
 }
 
 /// An AES key imported twice, once for AES-CBC and once for AES-CTR, since a `CryptoKey`
-/// serves one algorithm.
+/// serves one algorithm, and expanded once more for the Rust AES, which encrypts the few single
+/// blocks around WebCrypto's bulk work.
 pub struct CcmKey {
     cbc: CryptoKey,
     ctr: CryptoKey,
+    aes: AesKey,
 }
 
 impl CcmKey {
     pub async fn import(subtle: &SubtleCrypto, key: &[u8]) -> Result<Self, WebCryptoError> {
+        let aes = AesKey::new(key).map_err(|_| {
+            WebCryptoError(format!(
+                "an AES key has 16, 24 or 32 bytes, not {}",
+                key.len()
+            ))
+        })?;
         let (cbc, ctr) = futures_join(
             import_raw(subtle, key, "AES-CBC", "encrypt"),
             import_raw(subtle, key, "AES-CTR", "encrypt"),
@@ -109,7 +117,48 @@ impl CcmKey {
         Ok(Self {
             cbc: cbc?,
             ctr: ctr?,
+            aes,
         })
+    }
+
+    /// Returns the key stream block of counter 0, which encrypts the tag.
+    fn tag_key_block(&self, nonce: &[u8]) -> [u8; 16] {
+        let mut block = ccm::counter_block(nonce, 0);
+        self.aes.encrypt_block(&mut block);
+        block
+    }
+
+    /// Absorbs `bytes` into the CBC-MAC state `mac` and returns the new state. WebCrypto's
+    /// AES-CBC, with the state as its IV, chains the whole blocks: block i of its output is the
+    /// state after block i, and the block its PKCS#7 padding adds is ignored. A partial last
+    /// block is zero-padded and encrypted here, so only the payload's last chunk may have one.
+    async fn absorb(
+        &self,
+        subtle: &SubtleCrypto,
+        mut mac: [u8; 16],
+        bytes: &Uint8Array,
+    ) -> Result<[u8; 16], WebCryptoError> {
+        let len = bytes.length();
+        let whole = len - len % 16;
+        if whole > 0 {
+            let params = AesCbcParams::new("AES-CBC", &Uint8Array::from(&mac[..]));
+            let blocks = bytes.subarray(0, whole);
+            let chained =
+                resolve(subtle.encrypt_with_object_and_buffer_source(&params, &self.cbc, &blocks))
+                    .await?;
+            Uint8Array::new_with_byte_offset_and_length(&chained, whole - 16, 16).copy_to(&mut mac);
+        }
+        if whole < len {
+            let mut last = [0u8; 16];
+            bytes
+                .subarray(whole, len)
+                .copy_to(&mut last[..(len - whole) as usize]);
+            for (m, b) in mac.iter_mut().zip(last) {
+                *m ^= b;
+            }
+            self.aes.encrypt_block(&mut mac);
+        }
+        Ok(mac)
     }
 }
 
@@ -127,11 +176,18 @@ impl From<WebCryptoError> for CcmFailure {
     }
 }
 
+/// Bytes per WebCrypto call. Each chunk's AES-CTR can run while the serial CBC-MAC works on
+/// the chunk before. Chunks also proved faster in Chromium: 1 MiB decrypted in 4.4 ms in
+/// 256 KiB chunks against 6.8 ms in one call (estimate of the cause: fresh megabyte buffers
+/// cost a page fault per 4 KiB, while chunk-sized buffers get reused).
+const CHUNK_LEN: usize = 256 << 10;
+
 /// Encrypts `plaintext` and returns `header || ciphertext || tag`, with `header` as the
 /// associated data: the same bytes as the Rust path of [`crate::crypto::blob`].
 ///
-/// The content stays in JavaScript memory: it is copied once into the CBC-MAC input and once
-/// into the result, and never into WebAssembly memory.
+/// The content stays in JavaScript memory: WebCrypto reads the CBC-MAC's whole blocks and the
+/// AES-CTR input straight from `plaintext`, and the ciphertext is copied once, into the
+/// result. The Rust AES does B0, the header, the last partial block and the tag.
 pub async fn seal(
     subtle: &SubtleCrypto,
     key: &CcmKey,
@@ -142,26 +198,37 @@ pub async fn seal(
 ) -> Result<Uint8Array, CcmFailure> {
     let len = plaintext.length() as usize;
     ccm::check_sizes(nonce, tag_len, len).map_err(CcmFailure::Ccm)?;
-
-    // The MAC and the key stream both depend only on the plaintext, so WebCrypto may run them
-    // on two threads at once.
-    let (mac, (first_key_block, ciphertext)) = futures_join(
-        cbc_mac(subtle, key, nonce, header, tag_len, plaintext),
-        futures_join(
-            key_stream_block(subtle, key, nonce),
-            ctr(subtle, key, nonce, plaintext),
-        ),
-    )
-    .await;
-    let (mac, first_key_block, ciphertext) = (mac?, first_key_block?, ciphertext?);
-
-    let mut tag = [0u8; MAX_TAG_LEN];
-    for (i, byte) in tag[..tag_len].iter_mut().enumerate() {
-        *byte = mac[i] ^ first_key_block[i];
-    }
     let sealed = Uint8Array::new_with_length((header.len() + len + tag_len) as u32);
     sealed.set(&Uint8Array::from(header), 0);
-    sealed.set(&ciphertext, header.len() as u32);
+
+    // The MAC and the key stream both depend only on the plaintext, so WebCrypto may run them
+    // at once: the key stream of every chunk is requested now, and the MAC goes through the
+    // chunks in order meanwhile.
+    let encrypting = ctr_chunks(subtle, key, nonce, plaintext)?;
+    let place_ciphertext = async {
+        for (start, chunk) in encrypting {
+            let chunk = Uint8Array::new(&chunk.await?);
+            sealed.set(&chunk, (header.len() + start) as u32);
+        }
+        Ok::<_, WebCryptoError>(())
+    };
+    let mac = async {
+        let mut mac = key.aes.mac_before_payload(nonce, header, tag_len, len);
+        for start in (0..len).step_by(CHUNK_LEN) {
+            let chunk = plaintext.subarray(start as u32, (start + CHUNK_LEN).min(len) as u32);
+            mac = key.absorb(subtle, mac, &chunk).await?;
+        }
+        Ok::<_, WebCryptoError>(mac)
+    };
+    let (placed, mac) = futures_join(place_ciphertext, mac).await;
+    placed?;
+    let mac = mac?;
+
+    let tag_key = key.tag_key_block(nonce);
+    let mut tag = [0u8; MAX_TAG_LEN];
+    for (i, byte) in tag[..tag_len].iter_mut().enumerate() {
+        *byte = mac[i] ^ tag_key[i];
+    }
     sealed.set(
         &Uint8Array::from(&tag[..tag_len]),
         (header.len() + len) as u32,
@@ -171,6 +238,9 @@ pub async fn seal(
 
 /// Decrypts `ciphertext` and checks `tag` in constant time, returning the plaintext. On a
 /// mismatch the decrypted bytes are zeroed before they are dropped.
+///
+/// The key stream of every chunk is requested at once. Each decrypted chunk then goes through
+/// the CBC-MAC when it and the chunk before it are done.
 pub async fn open(
     subtle: &SubtleCrypto,
     key: &CcmKey,
@@ -179,19 +249,30 @@ pub async fn open(
     ciphertext: &Uint8Array,
     tag: &[u8],
 ) -> Result<Uint8Array, CcmFailure> {
-    ccm::check_sizes(nonce, tag.len(), ciphertext.length() as usize).map_err(CcmFailure::Ccm)?;
+    let len = ciphertext.length() as usize;
+    ccm::check_sizes(nonce, tag.len(), len).map_err(CcmFailure::Ccm)?;
 
-    let (plaintext, first_key_block) = futures_join(
-        ctr(subtle, key, nonce, ciphertext),
-        key_stream_block(subtle, key, nonce),
-    )
-    .await;
-    let (plaintext, first_key_block) = (plaintext?, first_key_block?);
-    let mac = cbc_mac(subtle, key, nonce, adata, tag.len(), &plaintext).await?;
+    let decrypting = ctr_chunks(subtle, key, nonce, ciphertext)?;
+    let single = decrypting.len() == 1;
+    let mut plaintext = None;
+    let mut mac = key.aes.mac_before_payload(nonce, adata, tag.len(), len);
+    for (start, chunk) in decrypting {
+        let chunk = Uint8Array::new(&chunk.await.map_err(WebCryptoError::from)?);
+        mac = key.absorb(subtle, mac, &chunk).await?;
+        if single {
+            plaintext = Some(chunk);
+        } else {
+            let whole = plaintext.get_or_insert_with(|| Uint8Array::new_with_length(len as u32));
+            whole.set(&chunk, start as u32);
+            chunk.fill(0, 0, chunk.length());
+        }
+    }
+    let plaintext = plaintext.unwrap_or_else(|| Uint8Array::new_with_length(0));
 
+    let tag_key = key.tag_key_block(nonce);
     let mut expected = [0u8; MAX_TAG_LEN];
     for (i, byte) in expected[..tag.len()].iter_mut().enumerate() {
-        *byte = mac[i] ^ first_key_block[i];
+        *byte = mac[i] ^ tag_key[i];
     }
     if bool::from(expected[..tag.len()].ct_eq(tag)) {
         return Ok(plaintext);
@@ -200,78 +281,25 @@ pub async fn open(
     Err(CcmFailure::Ccm(CcmError))
 }
 
-/// Computes the CBC-MAC as the last block of AES-CBC with a zero IV over the formatted input:
-/// B0, the adata with its length prefix, and the payload, each zero-padded to whole blocks.
-/// WebCrypto's PKCS#7 padding adds one more block after it, which is ignored.
-async fn cbc_mac(
-    subtle: &SubtleCrypto,
-    key: &CcmKey,
-    nonce: &[u8],
-    adata: &[u8],
-    tag_len: usize,
-    payload: &Uint8Array,
-) -> Result<[u8; 16], WebCryptoError> {
-    let payload_len = payload.length() as usize;
-    let mut head = Vec::with_capacity(16 + 10 + adata.len() + 15);
-    head.extend_from_slice(&ccm::first_block(nonce, adata.len(), tag_len, payload_len));
-    if !adata.is_empty() {
-        let (prefix, prefix_len) = ccm::adata_length_prefix(adata.len());
-        head.extend_from_slice(&prefix[..prefix_len]);
-        head.extend_from_slice(adata);
-        head.resize(head.len().next_multiple_of(16), 0);
-    }
-    let formatted_len = head.len() + payload_len.next_multiple_of(16);
-    let formatted = Uint8Array::new_with_length(formatted_len as u32);
-    formatted.set(&Uint8Array::from(&head[..]), 0);
-    formatted.set(payload, head.len() as u32);
-
-    let params = AesCbcParams::new("AES-CBC", &Uint8Array::new_with_length(16));
-    let encrypted =
-        resolve(subtle.encrypt_with_object_and_buffer_source(&params, &key.cbc, &formatted));
-    let encrypted = encrypted.await;
-    formatted.fill(0, 0, formatted.length());
-    let encrypted = Uint8Array::new(&encrypted?);
-
-    let end = formatted_len as u32;
-    let mut mac = [0u8; 16];
-    encrypted.subarray(end - 16, end).copy_to(&mut mac);
-    Ok(mac)
-}
-
-/// Returns the key stream block of counter 0, which encrypts the tag.
-async fn key_stream_block(
-    subtle: &SubtleCrypto,
-    key: &CcmKey,
-    nonce: &[u8],
-) -> Result<[u8; 16], WebCryptoError> {
-    let zeros = Uint8Array::new_with_length(16);
-    let params = ctr_params(nonce, 0);
-    let encrypted =
-        resolve(subtle.encrypt_with_object_and_buffer_source(&params, &key.ctr, &zeros));
-    let mut block = [0u8; 16];
-    Uint8Array::new(&encrypted.await?).copy_to(&mut block);
-    Ok(block)
-}
-
-/// XORs `input` with the key stream from counter 1 on, returning a new array.
-async fn ctr(
+/// Requests WebCrypto's AES-CTR of each [`CHUNK_LEN`] chunk of `input`, all at once, with
+/// CCM's counters from 1 on. Returns each chunk's offset and result.
+fn ctr_chunks(
     subtle: &SubtleCrypto,
     key: &CcmKey,
     nonce: &[u8],
     input: &Uint8Array,
-) -> Result<Uint8Array, WebCryptoError> {
-    if input.length() == 0 {
-        return Ok(Uint8Array::new_with_length(0));
-    }
-    let params = ctr_params(nonce, 1);
-    let encrypted = resolve(subtle.encrypt_with_object_and_buffer_source(&params, &key.ctr, input));
-    Ok(Uint8Array::new(&encrypted.await?))
-}
-
-/// AES-CTR parameters whose counter is CCM's counter block: WebCrypto increments the last
-/// `8 * L` bits, which is CCM's counter field.
-fn ctr_params(nonce: &[u8], first_counter: u64) -> AesCtrParams {
-    let counter = ccm::counter_block(nonce, first_counter);
+) -> Result<Vec<(usize, JsFuture)>, WebCryptoError> {
+    let len = input.length() as usize;
     let counter_bits = (8 * (15 - nonce.len())) as u8;
-    AesCtrParams::new("AES-CTR", &Uint8Array::from(&counter[..]), counter_bits)
+    let mut pending = Vec::with_capacity(len.div_ceil(CHUNK_LEN));
+    for start in (0..len).step_by(CHUNK_LEN) {
+        let chunk = input.subarray(start as u32, (start + CHUNK_LEN).min(len) as u32);
+        // `check_sizes` keeps the block count below 2^counter_bits, and WebCrypto increments
+        // the last `counter_bits` bits, which is CCM's counter field.
+        let counter = ccm::counter_block(nonce, 1 + (start / 16) as u64);
+        let params = AesCtrParams::new("AES-CTR", &Uint8Array::from(&counter[..]), counter_bits);
+        let promise = subtle.encrypt_with_object_and_buffer_source(&params, &key.ctr, &chunk)?;
+        pending.push((start, JsFuture::from(promise)));
+    }
+    Ok(pending)
 }

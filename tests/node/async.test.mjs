@@ -30,9 +30,11 @@ test('encryptAsync output read by sjcl and decrypt', async () => {
   }
 });
 
+// decryptBytesAsync decrypts in chunks of 256 KiB, so the lengths include one chunk, one chunk
+// and a byte, and several chunks ending in a partial block.
 test('async and sync blobs interchangeable', async () => {
   const room = ours.newRoom();
-  for (const length of [0, 1, 15, 16, 17, 4096, 65_537, 8 << 20]) {
+  for (const length of [0, 1, 15, 16, 17, 4096, 65_537, 262_144, 262_145, 786_437, 8 << 20]) {
     const content = random(length);
     const fromAsync = await ours.encryptBytesAsync(room, content);
     assert.equal(fromAsync.length, 25 + length + 16);
@@ -51,6 +53,14 @@ test('async errors match sync errors', async () => {
     await assert.rejects(ours.decryptBytesAsync(room, tampered), Error, `byte ${index}`);
   }
   await assert.rejects(ours.decryptBytesAsync('#other', blob), /cannot decrypt/);
+  // A byte in each whole chunk of a blob that decrypts in four chunks, in its last chunk (a
+  // partial block of 5 bytes), and in its tag. The header is 25 bytes.
+  const large = await ours.encryptBytesAsync(room, random(786_437));
+  for (const index of [25 + 16, 25 + 262_144, 25 + 2 * 262_144 + 5, 25 + 786_434, large.length - 1]) {
+    const tampered = large.slice();
+    tampered[index] ^= 0x40;
+    await assert.rejects(ours.decryptBytesAsync(room, tampered), /cannot decrypt/, `byte ${index}`);
+  }
   await assert.rejects(ours.decryptBytesAsync(room, new Uint8Array(3)), /shorter than the 41-byte header/);
   await assert.rejects(ours.encryptBytesAsync(room, new Uint8Array((8 << 20) + 1)), /exceeds the limit/);
   await assert.rejects(ours.decryptAsync(room, 'nope'), /not valid JSON/);

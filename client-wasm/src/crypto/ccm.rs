@@ -104,6 +104,40 @@ impl AesKey {
     }
 }
 
+// The single-block operations that `crate::webcrypto` composes with WebCrypto's AES-CBC and
+// AES-CTR, which exists on wasm32 only.
+#[cfg(any(target_arch = "wasm32", test))]
+impl AesKey {
+    /// Encrypts one block in place.
+    pub(crate) fn encrypt_block(&self, block: &mut [u8; 16]) {
+        let mut array = Block::from(*block);
+        match self {
+            Self::Aes128(cipher) => cipher.encrypt_block(&mut array),
+            Self::Aes192(cipher) => cipher.encrypt_block(&mut array),
+            Self::Aes256(cipher) => cipher.encrypt_block(&mut array),
+        }
+        *block = array.0;
+        array.as_mut_slice().zeroize();
+    }
+
+    /// Returns the CBC-MAC state after B0 and the adata, from which a caller can chain the
+    /// payload's blocks through another AES-CBC (WebCrypto's, in `crate::webcrypto`). The sizes
+    /// must have passed [`check_sizes`].
+    pub(crate) fn mac_before_payload(
+        &self,
+        nonce: &[u8],
+        adata: &[u8],
+        tag_len: usize,
+        payload_len: usize,
+    ) -> [u8; 16] {
+        match self {
+            Self::Aes128(c) => mac_before_payload(c, nonce, adata, tag_len, payload_len).0,
+            Self::Aes192(c) => mac_before_payload(c, nonce, adata, tag_len, payload_len).0,
+            Self::Aes256(c) => mac_before_payload(c, nonce, adata, tag_len, payload_len).0,
+        }
+    }
+}
+
 /// Returns the nonce SJCL uses for an IV of 7 to 16 bytes and a message of `msg_len` bytes.
 pub fn sjcl_nonce(iv: &[u8], msg_len: usize) -> Result<&[u8], CcmError> {
     if !(MIN_IV_LEN..=MAX_IV_LEN).contains(&iv.len()) {
@@ -190,7 +224,23 @@ fn cbc_mac<C: Cipher>(
     tag_len: usize,
     payload: &[u8],
 ) -> Block {
-    let mut mac = Block::from(first_block(nonce, adata.len(), tag_len, payload.len()));
+    let mut mac = mac_before_payload(cipher, nonce, adata, tag_len, payload.len());
+    let mut absorber = Absorber::new(cipher, &mut mac);
+    absorber.absorb(payload);
+    absorber.finish();
+    mac
+}
+
+/// Computes the CBC-MAC state after B0 and the encoded, zero-padded adata: the chaining value
+/// the payload's first block is XORed with.
+fn mac_before_payload<C: Cipher>(
+    cipher: &C,
+    nonce: &[u8],
+    adata: &[u8],
+    tag_len: usize,
+    payload_len: usize,
+) -> Block {
+    let mut mac = Block::from(first_block(nonce, adata.len(), tag_len, payload_len));
     cipher.encrypt_block(&mut mac);
 
     if !adata.is_empty() {
@@ -200,10 +250,6 @@ fn cbc_mac<C: Cipher>(
         absorber.absorb(adata);
         absorber.finish();
     }
-
-    let mut absorber = Absorber::new(cipher, &mut mac);
-    absorber.absorb(payload);
-    absorber.finish();
     mac
 }
 
