@@ -198,13 +198,13 @@ pub async fn seal(
 ) -> Result<Uint8Array, CcmFailure> {
     let len = plaintext.length() as usize;
     ccm::check_sizes(nonce, tag_len, len).map_err(CcmFailure::Ccm)?;
+
+    // The MAC and the key stream both depend only on the plaintext: the key stream of every
+    // chunk is requested now, and the MAC goes through the chunks in order meanwhile.
+    let encrypting = ctr_chunks(subtle, key, nonce, plaintext)?;
+    // Allocating a large result takes a while, so it happens while WebCrypto works.
     let sealed = Uint8Array::new_with_length((header.len() + len + tag_len) as u32);
     sealed.set(&Uint8Array::from(header), 0);
-
-    // The MAC and the key stream both depend only on the plaintext, so WebCrypto may run them
-    // at once: the key stream of every chunk is requested now, and the MAC goes through the
-    // chunks in order meanwhile.
-    let encrypting = ctr_chunks(subtle, key, nonce, plaintext)?;
     let place_ciphertext = async {
         for (start, chunk) in encrypting {
             let chunk = Uint8Array::new(&chunk.await?);
