@@ -285,7 +285,7 @@ impl Message {
         if sent > MAX_SENT_MILLIS {
             return Err(MessageError::invalid(
                 "sent",
-                "it is not a time in milliseconds since 1970",
+                "it is later than the last date JavaScript can represent, in the year 275760",
             ));
         }
 
@@ -786,7 +786,7 @@ mod tests {
             (
                 "\"sent\":5",
                 "\"sent\":8640000000000001",
-                r#"the "sent" field is invalid: it is not a time in milliseconds since 1970"#,
+                r#"the "sent" field is invalid: it is later than the last date JavaScript can represent, in the year 275760"#,
             ),
             (
                 "\"sent\":5",

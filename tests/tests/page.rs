@@ -826,16 +826,12 @@ async fn hostile_messages_leave_page_working() {
     }
 
     // Text from a plain SJCL peer shows as text; a foreign key and an iteration count above
-    // the cap are reported.
+    // the cap are reported, in one notice that counts them.
     let plain = "hello from a plain sjcl peer";
     assert_eq!(
         publish(&relay, &channel, &sjcl_encrypt(&password, plain)).await,
         202
     );
-    let foreign = envelope::encrypt("#other", b"x", &Params::default(), &mut keys).unwrap();
-    assert_eq!(publish(&relay, &channel, &foreign).await, 202);
-    let too_costly = seal(&mut keys, "x").replace("\"iter\":10000", "\"iter\":1000000");
-    assert_eq!(publish(&relay, &channel, &too_costly).await, 202);
     eventually("the plain text", WAIT, || async {
         contents_of(&alice.client, "#messages .plain .text")
             .await
@@ -843,8 +839,53 @@ async fn hostile_messages_leave_page_working() {
             .then_some(())
     })
     .await;
-    wait_for_notice(&alice.client, "Alice", "cannot decrypt").await;
-    wait_for_notice(&alice.client, "Alice", "exceeds the limit of 100000").await;
+    let foreign = envelope::encrypt("#other", b"x", &Params::default(), &mut keys).unwrap();
+    assert_eq!(publish(&relay, &channel, &foreign).await, 202);
+    let notice = wait_for_notice(&alice.client, "Alice", "could not be decrypted").await;
+    assert_eq!(
+        notice,
+        "A message could not be decrypted: the key is wrong or the message was altered."
+    );
+    let too_costly = seal(&mut keys, "x").replace("\"iter\":10000", "\"iter\":1000000");
+    assert_eq!(publish(&relay, &channel, &too_costly).await, 202);
+    let notice = wait_for_notice(&alice.client, "Alice", "2 messages could not be read").await;
+    assert!(
+        notice.contains("The latest could not be read: ")
+            && notice.contains("exceeds the limit of 100000"),
+        "{notice}"
+    );
+
+    // Anyone with the channel id can publish: a flood of envelopes with the page's own
+    // salt (so each costs one AES-CCM) and an altered ciphertext. They are counted in the
+    // same notice, so the room's messages stay in the list.
+    let altered = |keys: &mut KeyCache| {
+        let mut json: Value = serde_json::from_str(&seal(keys, "x")).unwrap();
+        let ct = json["ct"].as_str().unwrap();
+        let first = if ct.starts_with('A') { "B" } else { "A" };
+        json["ct"] = format!("{first}{}", &ct[1..]).into();
+        json.to_string()
+    };
+    for _ in 0..30 {
+        assert_eq!(publish(&relay, &channel, &altered(&mut keys)).await, 202);
+    }
+    let notice = wait_for_notice(&alice.client, "Alice", "32 messages could not be read").await;
+    assert_eq!(
+        notice,
+        "32 messages could not be read or decrypted in a short time. The latest could not be \
+         decrypted: the key is wrong or the message was altered."
+    );
+    let failure_notices = contents_of(&alice.client, "#messages .notice")
+        .await
+        .into_iter()
+        .filter(|t| t.contains("could not be read") || t.contains("could not be decrypted"))
+        .count();
+    assert_eq!(failure_notices, 1, "notices of unreadable messages");
+    assert!(
+        contents_of(&alice.client, "#messages .plain .text")
+            .await
+            .contains(&plain.to_owned()),
+        "the plain text left the list"
+    );
 
     // A flood of messages that each need a new derivation at the cap: the page decrypts what
     // its budget allows and skips the rest with one notice.

@@ -6,6 +6,10 @@
 //! thread. A placeholder row keeps its place in the list meanwhile. When the budget is spent,
 //! up to [`MAX_WAITING`] envelopes wait for it to refill; beyond that they are skipped, and one
 //! notice, updated in place, counts them.
+//!
+//! Envelopes that cannot be read or decrypted also share one counting notice per burst.
+//! Publishing needs only the channel id, not the key, so anyone who learns the id could
+//! otherwise fill the list with notices and push every real message out of it.
 
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
@@ -26,8 +30,9 @@ pub const MAX_WAITING: u32 = 8;
 /// resume (its history keeps 100 events by default).
 const SEEN_CAPACITY: usize = 4096;
 
-/// How long the skip notice keeps counting before a new skip starts a new notice, in ms.
-const SKIP_NOTICE_MILLIS: f64 = 30_000.0;
+/// How long a counting notice waits for its next event before a new one starts a new notice,
+/// in ms.
+const BURST_MILLIS: f64 = 30_000.0;
 
 /// Delay that gathers arrivals into one announcement for screen readers, in ms.
 const ANNOUNCE_DELAY_MILLIS: u32 = 1_500;
@@ -44,8 +49,8 @@ pub struct Receiver {
     budget: DerivationBudget,
     waiting: u32,
     seen: RecentIds<MessageId>,
-    skipped: u32,
-    skip_notice: Option<(Element, f64)>,
+    skipped: CountedNotice,
+    failed: CountedNotice,
     announcements: Vec<String>,
     announce_scheduled: bool,
     attachments: HashMap<u32, (Attachment, MessageRow)>,
@@ -59,8 +64,8 @@ impl Default for Receiver {
             budget: DerivationBudget::default(),
             waiting: 0,
             seen: RecentIds::new(SEEN_CAPACITY),
-            skipped: 0,
-            skip_notice: None,
+            skipped: CountedNotice::default(),
+            failed: CountedNotice::default(),
             announcements: Vec::new(),
             announce_scheduled: false,
             attachments: HashMap::new(),
@@ -95,6 +100,41 @@ impl Receiver {
     }
 }
 
+/// A notice row that counts events of one kind while they keep coming, so that a burst of them
+/// takes one row.
+#[derive(Default)]
+struct CountedNotice {
+    count: u32,
+    /// The row and the time of its last event, in ms.
+    row: Option<(Element, f64)>,
+}
+
+impl CountedNotice {
+    /// Counts one more event at `now`. Returns the row to update when the burst goes on, or
+    /// `None` when this event starts a new burst and needs a new row.
+    fn add(&mut self, now: f64) -> Option<Element> {
+        let current = self
+            .row
+            .take()
+            .filter(|(row, at)| now - at < BURST_MILLIS && row.is_connected());
+        match current {
+            Some((row, _)) => {
+                self.count += 1;
+                Some(row)
+            }
+            None => {
+                self.count = 1;
+                None
+            }
+        }
+    }
+
+    /// Keeps `row` as the notice that the next events of the burst update.
+    fn keep(&mut self, row: Option<Element>, now: f64) {
+        self.row = row.map(|row| (row, now));
+    }
+}
+
 /// Decrypts one event's envelope and shows what it contains.
 pub fn receive(room: &Rc<Room>, envelope_text: String) {
     let Some(secret) = room.secret() else {
@@ -104,7 +144,7 @@ pub fn receive(room: &Rc<Room>, envelope_text: String) {
         Ok(parsed) => parsed,
         Err(e) => {
             let reason = envelope_problem(&e);
-            show_notice(room, &format!("A message could not be read: {reason}."));
+            count_failure(room, &format!("could not be read: {reason}"), None);
             return;
         }
     };
@@ -177,8 +217,13 @@ fn deliver(room: &Rc<Room>, result: Result<String, String>, placeholder: Option<
     let plaintext = match result {
         Ok(plaintext) => plaintext,
         Err(reason) => {
-            let text = format!("A message could not be decrypted: {reason}.");
-            place_notice(room, &text, placeholder);
+            // The error text starts with "cannot decrypt: ", which would repeat the notice.
+            let reason = reason.strip_prefix("cannot decrypt: ").unwrap_or(&reason);
+            count_failure(
+                room,
+                &format!("could not be decrypted: {reason}"),
+                placeholder,
+            );
             return;
         }
     };
@@ -207,9 +252,14 @@ fn deliver(room: &Rc<Room>, result: Result<String, String>, placeholder: Option<
             announce(room, format!("Plain text: {}", cut(&text)));
         }
         Received::Invalid { reason } => {
+            // Only a member with the key can send these, and such a member can fill the list
+            // with real messages as well, so each gets its own notice.
             let reason = cut(&reason);
             let text = format!("A message could not be shown: {reason}.");
-            place_notice(room, &text, placeholder);
+            if let Some(row) = room.elements.notice_row(&text) {
+                room.elements.place(&row, placeholder);
+            }
+            announce(room, text);
         }
     }
 }
@@ -248,51 +298,62 @@ fn envelope_problem(error: &EnvelopeError) -> String {
     }
 }
 
-/// Shows a notice in the list and announces it.
-pub fn show_notice(room: &Rc<Room>, text: &str) {
-    room.elements.show_notice(text);
-    announce(room, text.to_owned());
-}
-
-fn place_notice(room: &Rc<Room>, text: &str, placeholder: Option<&Element>) {
-    if let Some(row) = room.elements.notice_row(text) {
-        room.elements.place(&row, placeholder);
-    }
-    announce(room, text.to_owned());
+/// Shows that an envelope `problem` (such as "could not be decrypted: ..."), in place of
+/// `placeholder`. Failures that follow within [`BURST_MILLIS`] of each other update one notice
+/// with their count and the latest problem, and their placeholders go.
+fn count_failure(room: &Rc<Room>, problem: &str, placeholder: Option<&Element>) {
+    let now = now_millis();
+    let current = room.receiver.borrow_mut().failed.add(now);
+    let count = room.receiver.borrow().failed.count;
+    let text = if count == 1 {
+        format!("A message {problem}.")
+    } else {
+        format!(
+            "{count} messages could not be read or decrypted in a short time. The latest \
+             {problem}."
+        )
+    };
+    let row = match current {
+        Some(row) => {
+            row.set_text_content(Some(&text));
+            if let Some(placeholder) = placeholder {
+                placeholder.remove();
+            }
+            Some(row)
+        }
+        None => {
+            let row = room.elements.notice_row(&text);
+            if let Some(row) = &row {
+                room.elements.place(row, placeholder);
+            }
+            announce(room, text);
+            row
+        }
+    };
+    room.receiver.borrow_mut().failed.keep(row, now);
 }
 
 /// Counts an envelope skipped for the budget in one notice per burst.
 fn skip(room: &Rc<Room>) {
     let now = now_millis();
-    let mut receiver = room.receiver.borrow_mut();
-    let current = receiver
-        .skip_notice
-        .take()
-        .filter(|(row, at)| now - at < SKIP_NOTICE_MILLIS && row.is_connected());
-    receiver.skipped = if current.is_some() {
-        receiver.skipped + 1
-    } else {
-        1
-    };
+    let current = room.receiver.borrow_mut().skipped.add(now);
+    let count = room.receiver.borrow().skipped.count;
     let text = format!(
-        "{} message(s) skipped: they needed more new decryption keys than this page derives \
-         in a short time. A member may be sending costly messages on purpose.",
-        receiver.skipped
+        "{count} message(s) skipped: they needed more new decryption keys than this page derives \
+         in a short time. A member may be sending costly messages on purpose."
     );
     let row = match current {
-        Some((row, _)) => {
+        Some(row) => {
             row.set_text_content(Some(&text));
             Some(row)
         }
         None => {
-            drop(receiver);
             let row = room.elements.show_notice(&text);
             announce(room, text);
-            receiver = room.receiver.borrow_mut();
             row
         }
     };
-    receiver.skip_notice = row.map(|row| (row, now));
+    room.receiver.borrow_mut().skipped.keep(row, now);
 }
 
 /// Queues a short text for the screen-reader live region. Arrivals within
