@@ -39,8 +39,9 @@ thread_local! {
     static CCM_KEYS: RefCell<Vec<([u8; 32], Rc<CcmKey>)>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Blob keys kept imported: a page uses one per room and passphrase it has open.
-const CCM_KEY_CAPACITY: usize = 8;
+/// Blob keys kept imported. A blob's key depends on its salt, and each sending page picks its
+/// own, so a room needs one per member who sends attachments.
+const CCM_KEY_CAPACITY: usize = 32;
 
 /// Creates a room and returns its fragment: `#` followed by 22 base64url characters.
 #[wasm_bindgen(js_name = newRoom)]

@@ -30,8 +30,8 @@ test('encryptAsync output read by sjcl and decrypt', async () => {
   }
 });
 
-// decryptBytesAsync decrypts in chunks of 256 KiB, so the lengths include one chunk, one chunk
-// and a byte, and several chunks ending in a partial block.
+// The asynchronous blob functions work in chunks of 256 KiB, so the lengths include one chunk,
+// one chunk and a byte, and several chunks ending in a partial block.
 test('async and sync blobs interchangeable', async () => {
   const room = ours.newRoom();
   for (const length of [0, 1, 15, 16, 17, 4096, 65_537, 262_144, 262_145, 786_437, 8 << 20]) {
@@ -42,6 +42,29 @@ test('async and sync blobs interchangeable', async () => {
     const fromSync = ours.encryptBytes(room, content);
     assert.ok(Buffer.from(await ours.decryptBytesAsync(room, fromSync)).equals(Buffer.from(content)), `${length}: sync to async`);
   }
+});
+
+// The page may hand over an array and reuse it: whatever happens to it after the call has
+// started, the blob is made of the bytes it held then, and the promise settles.
+test('encryptBytesAsync input read once', async () => {
+  const room = ours.newRoom();
+  await ours.encryptBytesAsync(room, random(16)); // derives and imports the key first
+  const original = random(786_437);
+
+  const changed = original.slice();
+  const pending = ours.encryptBytesAsync(room, changed);
+  await new Promise((resolve) => setImmediate(resolve));
+  changed.fill(0);
+  const fromChanged = await pending;
+  assert.ok(Buffer.from(ours.decryptBytes(room, fromChanged)).equals(Buffer.from(original)), 'changed after the call');
+
+  const moved = original.slice();
+  const pendingMoved = ours.encryptBytesAsync(room, moved);
+  await new Promise((resolve) => setImmediate(resolve));
+  structuredClone(moved.buffer, { transfer: [moved.buffer] });
+  assert.equal(moved.length, 0, 'the buffer was transferred');
+  const fromMoved = await pendingMoved;
+  assert.ok(Buffer.from(ours.decryptBytes(room, fromMoved)).equals(Buffer.from(original)), 'transferred after the call');
 });
 
 test('async errors match sync errors', async () => {

@@ -308,10 +308,7 @@ fn count_failure(room: &Rc<Room>, problem: &str, placeholder: Option<&Element>) 
     let text = if count == 1 {
         format!("A message {problem}.")
     } else {
-        format!(
-            "{count} messages could not be read or decrypted in a short time. The latest \
-             {problem}."
-        )
+        format!("{count} messages could not be read or decrypted. The latest {problem}.")
     };
     let row = match current {
         Some(row) => {
