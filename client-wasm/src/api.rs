@@ -33,8 +33,8 @@ thread_local! {
     /// on one thread, so a thread-local is the page's single cache.
     static KEYS: RefCell<KeyCache> = RefCell::new(KeyCache::default());
 
-    /// Blob keys imported into WebCrypto, by the digest of the key, most recently used last;
-    /// at most [`CCM_KEY_CAPACITY`]. Importing costs two more round trips to WebCrypto on
+    /// Blob keys imported into WebCrypto, by the digest of the key, at most
+    /// [`CCM_KEY_CAPACITY`] with the most recently used last. Importing costs two more round trips to WebCrypto on
     /// every blob, which weigh most on small ones.
     static CCM_KEYS: RefCell<Vec<([u8; 32], Rc<CcmKey>)>> = const { RefCell::new(Vec::new()) };
 }

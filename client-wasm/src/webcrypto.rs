@@ -122,11 +122,15 @@ impl CcmKey {
         })
     }
 
-    /// Returns the key stream block of counter 0, which encrypts the tag.
-    fn tag_key_block(&self, nonce: &[u8]) -> [u8; 16] {
-        let mut block = ccm::counter_block(nonce, 0);
-        self.aes.encrypt_block(&mut block);
-        block
+    /// Returns the full-length tag: `mac` XORed with the key stream block of counter 0. CCM's
+    /// tag is its first `tag_len` bytes.
+    fn full_tag(&self, nonce: &[u8], mac: &[u8; 16]) -> [u8; MAX_TAG_LEN] {
+        let mut tag = ccm::counter_block(nonce, 0);
+        self.aes.encrypt_block(&mut tag);
+        for (t, m) in tag.iter_mut().zip(mac) {
+            *t ^= m;
+        }
+        tag
     }
 
     /// Absorbs `bytes` into the CBC-MAC state `mac` and returns the new state. Only the
@@ -214,10 +218,9 @@ const CHUNK_LEN: usize = 256 << 10;
 /// Encrypts `plaintext` and returns `header || ciphertext || tag`, with `header` as the
 /// associated data: the same bytes as the Rust path of [`crate::crypto::blob`].
 ///
-/// The content stays in JavaScript memory: WebCrypto reads the CBC-MAC's whole blocks (in one
-/// call, since each chained call would have to wait for the one before and read `plaintext`
-/// later) and the AES-CTR input straight from `plaintext`. The ciphertext is copied once, into
-/// the result. The Rust AES does B0, the header, the last partial block and the tag.
+/// WebCrypto reads the content straight from `plaintext`: the key stream in chunks, and the
+/// CBC-MAC's whole blocks in one call, because chained calls would read `plaintext` later. The
+/// Rust AES does B0, the header, the last partial block and the tag.
 pub async fn seal(
     subtle: &SubtleCrypto,
     key: &CcmKey,
@@ -263,11 +266,7 @@ pub async fn seal(
     key.absorb_partial(&mut mac, &last[..len - whole as usize]);
     last.zeroize();
 
-    let tag_key = key.tag_key_block(nonce);
-    let mut tag = [0u8; MAX_TAG_LEN];
-    for (i, byte) in tag[..tag_len].iter_mut().enumerate() {
-        *byte = mac[i] ^ tag_key[i];
-    }
+    let tag = key.full_tag(nonce, &mac);
     sealed.set(
         &Uint8Array::from(&tag[..tag_len]),
         (header.len() + len) as u32,
@@ -325,11 +324,7 @@ pub async fn open(
     }
     let plaintext = plaintext.unwrap_or_else(|| Uint8Array::new_with_length(0));
 
-    let tag_key = key.tag_key_block(nonce);
-    let mut expected = [0u8; MAX_TAG_LEN];
-    for (i, byte) in expected[..tag.len()].iter_mut().enumerate() {
-        *byte = mac[i] ^ tag_key[i];
-    }
+    let expected = key.full_tag(nonce, &mac);
     if bool::from(expected[..tag.len()].ct_eq(tag)) {
         return Ok(plaintext);
     }
