@@ -211,8 +211,8 @@ impl From<WebCryptoError> for CcmFailure {
 
 /// Bytes per AES-CTR call, and per AES-CBC call when decrypting. While decrypting, each
 /// chunk's MAC can run while the next chunk's key stream is applied. Chunks also proved faster
-/// in Chromium: AES-CBC over 1 MiB took 3.7 ms in one call and 2.3 ms in calls of 256 KiB. An
-/// estimate of the cause: the browser reuses chunk-sized buffers but allocates a megabyte.
+/// in Chromium: AES-CBC over 1 MiB took 3.1 ms in one call and 1.8 ms in calls of 256 KiB (the
+/// "WebCrypto AES, 1 MiB" rows of docs/BENCHMARKS.md).
 const CHUNK_LEN: usize = 256 << 10;
 
 /// Encrypts `plaintext` and returns `header || ciphertext || tag`, with `header` as the
