@@ -17,6 +17,8 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+mod plain;
+
 /// Fields every envelope must have, each a base64 byte string.
 pub const REQUIRED_BASE64_FIELDS: [&str; 3] = ["iv", "salt", "ct"];
 
@@ -78,6 +80,15 @@ type Fields<'a> = BTreeMap<Name<'a>, &'a RawValue>;
 /// Each value is copied as it was sent. Every value the check admits is a single JSON token,
 /// and a JSON string token cannot contain a raw line break, so the output is one line.
 pub fn check_and_compact(body: &[u8]) -> Result<Bytes, EnvelopeError> {
+    if let Some(compact) = plain::compact(body) {
+        return Ok(compact);
+    }
+    check_and_compact_any(body)
+}
+
+/// The check of [`check_and_compact`] for any body: escaped names and strings, other numbers,
+/// repeated fields, and every invalid body with its error. It parses the body into a map.
+fn check_and_compact_any(body: &[u8]) -> Result<Bytes, EnvelopeError> {
     let fields: Fields<'_> =
         serde_json::from_slice(body).map_err(|e| EnvelopeError::NotJsonObject {
             reason: e.to_string(),
@@ -163,17 +174,24 @@ thread_local! {
 }
 
 fn check_base64(field: &str, value: &RawValue) -> Result<(), EnvelopeError> {
-    let valid = string(value).is_some_and(|text| {
-        DECODED.with_borrow_mut(|decoded| {
-            decoded.clear();
-            BASE64.decode_vec(text.as_bytes(), decoded).is_ok()
-        })
-    });
+    let valid = string(value).is_some_and(|text| is_base64(text.as_bytes()));
     if valid {
         return Ok(());
     }
     Err(EnvelopeError::NotBase64 {
         field: field.to_owned(),
+    })
+}
+
+/// Whether `text` is base64 in the one spelling that [`BASE64`] decodes.
+fn is_base64(text: &[u8]) -> bool {
+    DECODED.with_borrow_mut(|decoded| {
+        // Grown only when a longer text comes, rather than cleared and refilled each time.
+        let needed = base64::decoded_len_estimate(text.len());
+        if decoded.len() < needed {
+            decoded.resize(needed, 0);
+        }
+        BASE64.decode_slice(text, decoded).is_ok()
     })
 }
 
