@@ -28,6 +28,7 @@ pub use writer::Writer;
 use std::cell::RefCell;
 use std::fmt::Write;
 use std::io;
+use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -412,8 +413,11 @@ thread_local! {
 async fn consume(stream: &TcpStream, mut len: usize) -> io::Result<()> {
     while len > 0 {
         stream.readable().await?;
-        let mut buffer = [0u8; READ_CHUNK];
-        match stream.try_read(&mut buffer[..len.min(READ_CHUNK)]) {
+        // Left uninitialized, because the bytes are dropped. Zeroing 8 KiB for a head of a few
+        // hundred bytes was 11% of the relay's instructions in a callgrind profile of publishing.
+        let mut buffer = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
+        let mut unread = &mut buffer[..len.min(READ_CHUNK)];
+        match stream.try_read_buf(&mut unread) {
             Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
             Ok(read) => len -= read,
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
