@@ -17,7 +17,7 @@ pub struct LineBreakInData {
 ///
 /// `id` is one of the relay's event ids, which contain only ASCII letters, digits and `-`.
 pub fn event(id: &str, payload: &[u8]) -> Result<Bytes, LineBreakInData> {
-    if let Some(position) = payload.iter().position(|b| *b == b'\n' || *b == b'\r') {
+    if let Some(position) = memchr::memchr2(b'\n', b'\r', payload) {
         return Err(LineBreakInData { position });
     }
     debug_assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));

@@ -41,9 +41,25 @@ impl EventId {
     }
 }
 
+impl EventId {
+    /// Returns the id as text, as `to_string` does, without the formatting machinery: the
+    /// broker makes one for every publish.
+    pub fn to_text(self) -> String {
+        const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut text = String::with_capacity(MAX_EVENT_ID_LEN);
+        for shift in (0..16).rev() {
+            let digit = (self.epoch >> (4 * shift)) & 0xF;
+            text.push(char::from(HEX_DIGITS[digit as usize]));
+        }
+        text.push('-');
+        text.push_str(itoa::Buffer::new().format(self.sequence));
+        text
+    }
+}
+
 impl fmt::Display for EventId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:016x}-{}", self.epoch, self.sequence)
+        f.write_str(&self.to_text())
     }
 }
 
@@ -72,6 +88,14 @@ mod tests {
         };
         assert_eq!(largest.to_string().len(), MAX_EVENT_ID_LEN);
         assert_eq!(EventId::parse(&largest.to_string()), Some(largest));
+    }
+
+    #[test]
+    fn text_matches_formatted_id() {
+        for (epoch, sequence) in [(0, 0), (1, 9), (0xf0, 10), (u64::MAX >> 4, 1 << 40)] {
+            let id = EventId { epoch, sequence };
+            assert_eq!(id.to_text(), format!("{epoch:016x}-{sequence}"));
+        }
     }
 
     #[test]

@@ -389,7 +389,7 @@ impl Shared {
                 return self.publish_unstored(&name, payload);
             }
             let id = self.next_id();
-            let text = id.to_string();
+            let text = id.to_text();
             let frame = sse::event(&text, payload)?;
             self.history_bytes
                 .fetch_add(frame.len() as u64, Ordering::Relaxed);
@@ -427,7 +427,7 @@ impl Shared {
     /// Publishes to a channel that has no subscribers and no history: the event only takes an
     /// id.
     fn publish_unstored(&self, name: &ChannelId, payload: &[u8]) -> Result<Published, BrokerError> {
-        let id = self.next_id().to_string();
+        let id = self.next_id().to_text();
         sse::event(&id, payload)?;
         self.count_published(payload);
         tracing::debug!(channel = %name, %id, bytes = payload.len(), queued = 0, "event published");
