@@ -29,7 +29,7 @@ use crate::limits::StreamPermit;
 const MAX_INPUT_AFTER_HEAD: usize = 4096;
 
 /// The slices of one vectored write. Most writes carry one frame between the chunk-size line
-/// and the chunk's CRLF, and those fit on the stack; only a write of queued frames allocates.
+/// and the chunk's CRLF, and those fit on the stack. Only a write of queued frames allocates.
 /// Filling a fixed array for the largest batch instead cost about 700 instructions per
 /// write under callgrind.
 type Slices<'a> = SmallVec<[IoSlice<'a>; 8]>;

@@ -71,7 +71,7 @@ pub(super) fn compact(body: &[u8]) -> Option<Bytes> {
     Some(Bytes::from(compact))
 }
 
-/// What the general check requires of a field's value, by the field's name.
+/// The general check's requirement on a field's value, chosen by the field's name.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Rule {
     RequiredBase64,
@@ -82,7 +82,7 @@ enum Rule {
     Other,
 }
 
-/// The rule of each name the relay knows, by the name's [`Field::key`].
+/// The rule of each known field name, by the name's [`Field::key`].
 const RULES: [(u64, Rule); KNOWN_NAMES] = rules();
 
 const KNOWN_NAMES: usize = REQUIRED_BASE64_FIELDS.len()
@@ -116,9 +116,9 @@ const fn rules() -> [(u64, Rule); KNOWN_NAMES] {
     rules
 }
 
-/// A name's first eight bytes, big-endian, zero-padded. Names contain no zero byte, so keys
-/// order names as their bytes do, and only names that share their first eight bytes share a
-/// key.
+/// Returns a name's first eight bytes as a big-endian number, zero-padded. Names contain no
+/// zero byte, so keys order names as their bytes do, and only names that share their first
+/// eight bytes share a key.
 const fn key(name: &[u8]) -> u64 {
     let mut prefix = [0u8; 8];
     let mut index = 0;
@@ -168,7 +168,7 @@ impl<'a> Field<'a> {
             .map_or(Rule::Other, |&(_, rule)| rule)
     }
 
-    /// The text between a string's quotes.
+    /// Returns the text between a string's quotes.
     fn text(&self) -> &'a [u8] {
         &self.token[1..self.token.len() - 1]
     }
@@ -233,7 +233,7 @@ fn read_object<'a>(body: &'a [u8], fields: &mut [Field<'a>; MAX_FIELDS]) -> Opti
     (reader.at == body.len()).then_some(count)
 }
 
-/// Whether `text` is printable ASCII without `"` or `\`: a string that needs no escapes and
+/// Returns whether `text` is printable ASCII without `"` or `\`: a string that needs no escapes and
 /// that JSON allows as it is.
 fn is_plain(text: &[u8]) -> bool {
     text.iter().copied().all(is_plain_byte)
