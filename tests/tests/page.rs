@@ -1277,6 +1277,48 @@ async fn hostile_messages_leave_page_working() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_key_message_stays_in_view() {
+    let relay = Relay::start(&["--publish-rate", "1000", "--publish-burst", "1000"]).await;
+    let browser = Browser::launch(PHONE.0, PHONE.1).await;
+    let client = &browser.client;
+    let room = open_new_room(client, &relay.url("/")).await;
+    wait_for_status(client, "the page", "connected").await;
+    let password = format!("#{}", room.fragment().unwrap());
+    let channel = channel_id(&password);
+
+    // Enough rows under one key to overflow the list, which follows its end.
+    let mut keys = KeyCache::default();
+    for index in 0..30 {
+        let text = format!("filler {index} marker-2b7e");
+        let plaintext = message("m", Body::Text(text)).to_json();
+        let sealed = envelope::encrypt(
+            &password,
+            plaintext.as_bytes(),
+            &Params::default(),
+            &mut keys,
+        )
+        .unwrap();
+        assert_eq!(publish(&relay, &channel, &sealed).await, 202);
+    }
+    wait_for_message(client, "the page", "filler 29 marker-2b7e").await;
+
+    // A message under a new salt shows a one-line placeholder while its key is derived, then
+    // a taller row in its place. The list still ends at the new row.
+    let lines = "new key marker-e41f\nsecond line\nthird line\nfourth line";
+    let plaintext = message("m", Body::Text(lines.to_owned())).to_json();
+    let sealed = hostile_envelope(&password, &plaintext, 10_000);
+    assert_eq!(publish(&relay, &channel, &sealed).await, 202);
+    wait_for_message(client, "the page", lines).await;
+    let script = "const list = document.getElementById('messages'); \
+                  return list.scrollHeight - list.scrollTop - list.clientHeight;";
+    let gap = client.execute(script, vec![]).await.unwrap();
+    let gap = gap.as_f64().unwrap();
+    assert!(gap <= 1.0, "the list ends {gap} pixels below its view");
+
+    browser.client.clone().close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_link_offers_new_room() {
     let relay = Relay::start(&[]).await;
     let browser = Browser::launch(PHONE.0, PHONE.1).await;

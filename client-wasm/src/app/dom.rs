@@ -325,11 +325,13 @@ impl Elements {
     }
 
     /// Puts a finished row in place of `placeholder`, or at the end of the list without one.
+    /// The row is usually taller than its placeholder, so the list is kept at its end if it was
+    /// there.
     pub fn place(&self, row: &Element, placeholder: Option<&Element>) {
         match placeholder {
-            Some(placeholder) if placeholder.is_connected() => {
+            Some(placeholder) if placeholder.is_connected() => self.keep_at_end(|_| {
                 let _ = placeholder.replace_with_with_node_1(row);
-            }
+            }),
             _ => self.push(row),
         }
     }
@@ -346,18 +348,26 @@ impl Elements {
     /// Appends a row and keeps the list scrolled to the end if it was there already. Beyond
     /// [`MAX_ROWS`] the oldest row goes, and the `blob:` URLs it used are revoked.
     pub fn push(&self, row: &Element) {
+        self.keep_at_end(|list| {
+            if list.append_child(row).is_err() {
+                return;
+            }
+            while list.child_element_count() > MAX_ROWS {
+                let Some(oldest) = list.first_element_child() else {
+                    break;
+                };
+                revoke_urls_in(&oldest);
+                oldest.remove();
+            }
+        });
+    }
+
+    /// Runs `change` on the message list, then scrolls to the end if the list was within 80
+    /// pixels of it before.
+    fn keep_at_end(&self, change: impl FnOnce(&Element)) {
         let list = &self.messages;
         let at_end = list.scroll_top() + list.client_height() >= list.scroll_height() - 80;
-        if list.append_child(row).is_err() {
-            return;
-        }
-        while list.child_element_count() > MAX_ROWS {
-            let Some(oldest) = list.first_element_child() else {
-                break;
-            };
-            revoke_urls_in(&oldest);
-            oldest.remove();
-        }
+        change(list);
         if at_end {
             list.set_scroll_top(list.scroll_height());
         }
