@@ -1277,7 +1277,7 @@ async fn hostile_messages_leave_page_working() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn new_key_message_stays_in_view() {
+async fn growing_rows_keep_list_at_end() {
     let relay = Relay::start(&["--publish-rate", "1000", "--publish-burst", "1000"]).await;
     let browser = Browser::launch(PHONE.0, PHONE.1).await;
     let client = &browser.client;
@@ -1314,6 +1314,46 @@ async fn new_key_message_stays_in_view() {
     let gap = client.execute(script, vec![]).await.unwrap();
     let gap = gap.as_f64().unwrap();
     assert!(gap <= 1.0, "the list ends {gap} pixels below its view");
+
+    // An image grows its row twice after the row is shown: when the picture is added, and
+    // when its save link follows the decoding.
+    let picture = jpeg_with_exif(160, 120);
+    let sealed_picture = blob::encrypt(&password, &picture, &mut keys).unwrap();
+    let sha256: [u8; 32] = Sha256::digest(&sealed_picture).into();
+    let picture_id = upload_blob(&relay, &channel, sealed_picture).await;
+    let announcement = message(
+        "m",
+        Body::Image {
+            attachment: Attachment {
+                blob: picture_id,
+                sha256,
+                mime: "image/jpeg".to_owned(),
+                name: "tall.jpg".to_owned(),
+                size: picture.len() as u64,
+            },
+            width: 120,
+            height: 160,
+        },
+    );
+    let plaintext = announcement.to_json();
+    let sealed = envelope::encrypt(
+        &password,
+        plaintext.as_bytes(),
+        &Params::default(),
+        &mut keys,
+    )
+    .unwrap();
+    assert_eq!(publish(&relay, &channel, &sealed).await, 202);
+    eventually("the image's save link", WAIT, || async {
+        (count_of(client, "#messages li.image a.save").await == 1).then_some(())
+    })
+    .await;
+    let gap = client.execute(script, vec![]).await.unwrap();
+    let gap = gap.as_f64().unwrap();
+    assert!(
+        gap <= 1.0,
+        "after the image, the list ends {gap} pixels below its view"
+    );
 
     browser.client.clone().close().await.unwrap();
 }

@@ -363,8 +363,8 @@ impl Elements {
     }
 
     /// Runs `change` on the message list, then scrolls to the end if the list was within 80
-    /// pixels of it before.
-    fn keep_at_end(&self, change: impl FnOnce(&Element)) {
+    /// pixels of it before. Changes that make a row taller go through here.
+    pub fn keep_at_end(&self, change: impl FnOnce(&Element)) {
         let list = &self.messages;
         let at_end = list.scroll_top() + list.client_height() >= list.scroll_height() - 80;
         change(list);

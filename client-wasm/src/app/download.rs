@@ -421,7 +421,9 @@ pub async fn show_image(
         image.set_height(height);
     }
     image.set_src(&url);
-    let _ = row.body.append_child(&image);
+    room.elements.keep_at_end(|_| {
+        let _ = row.body.append_child(&image);
+    });
 
     // The browser's reason ("The source image cannot be decoded.") adds nothing to this.
     if JsFuture::from(image.decode()).await.is_err() {
@@ -470,6 +472,8 @@ fn append_save_link(
             ],
         )
         .ok()?;
-    row.body.append_child(&link).ok()?;
-    Some(link)
+    let mut appended = false;
+    room.elements
+        .keep_at_end(|_| appended = row.body.append_child(&link).is_ok());
+    appended.then_some(link)
 }
