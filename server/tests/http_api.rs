@@ -779,6 +779,20 @@ async fn default_errors_get_one_line() {
             "HTTP/1.1 431 Request Header Fields Too Large",
             "the request head is over 16384 bytes",
         ),
+        (
+            "POST /blob/room HTTP/1.1\r\nHost: relay\r\nContent-Length: 3\r\n\
+             Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+                .to_owned(),
+            "HTTP/1.1 400 Bad Request",
+            "the request has both Content-Length and Transfer-Encoding",
+        ),
+        (
+            "POST /pub/room HTTP/1.1\r\nHost: relay\r\nContent-Length: 2\r\n\
+             Content-Length: 3\r\n\r\n{}"
+                .to_owned(),
+            "HTTP/1.1 400 Bad Request",
+            "the request has Content-Length values that differ",
+        ),
     ];
     for (request, status, expected) in heads {
         let mut connection = Connection::open(&relay).await;

@@ -290,6 +290,15 @@ async fn reject(mut stream: TcpStream, rejection: Rejection, state: &AppState) {
             "400 Bad Request",
             format!("invalid HTTP request: {error}; send an HTTP/1.1 request"),
         ),
+        Rejection::LengthAndTransferEncoding => (
+            "400 Bad Request",
+            "the request has both Content-Length and Transfer-Encoding; send only one of them"
+                .to_owned(),
+        ),
+        Rejection::DifferingLengths => (
+            "400 Bad Request",
+            "the request has Content-Length values that differ; send one Content-Length".to_owned(),
+        ),
         Rejection::HeadTooLarge => (
             "431 Request Header Fields Too Large",
             format!("the request head is over {MAX_HEAD_BYTES} bytes, the maximum"),

@@ -108,6 +108,11 @@ pub enum Rejection {
     HeadTooLarge,
     /// The head had begun but did not end by the deadline.
     HeadTimedOut,
+    /// The head has both `Content-Length` and `Transfer-Encoding`, so servers and proxies can
+    /// disagree on where the body ends.
+    LengthAndTransferEncoding,
+    /// The head has `Content-Length` values that differ.
+    DifferingLengths,
 }
 
 /// The result of looking at the bytes received so far.
@@ -186,6 +191,9 @@ fn inspect(bytes: &[u8], peer: Option<SocketAddr>, rules: &Rules<'_>) -> Inspect
         Err(httparse::Error::TooManyHeaders) => return Inspection::Other,
         Err(error) => return Inspection::Rejected(Rejection::Malformed(error)),
     };
+    if let Some(rejection) = ambiguous_length(request.headers) {
+        return Inspection::Rejected(rejection);
+    }
     let served_here = bytes.starts_with(b"GET /sub/") || bytes.starts_with(b"POST /pub/");
     if !served_here || request.version != Some(1) {
         return Inspection::Other;
@@ -223,6 +231,30 @@ fn inspect(bytes: &[u8], peer: Option<SocketAddr>, rules: &Rules<'_>) -> Inspect
         })),
         Body::Partial => Inspection::PartialBody,
         Body::Other => Inspection::Other,
+    }
+}
+
+/// Returns the rejection for a head whose body length two HTTP parsers could read
+/// differently, on any path.
+fn ambiguous_length(headers: &[httparse::Header<'_>]) -> Option<Rejection> {
+    let mut length: Option<&[u8]> = None;
+    let mut differing = false;
+    let mut transfer_encoding = false;
+    for header in headers {
+        if header.name.eq_ignore_ascii_case("content-length") {
+            let value = header.value.trim_ascii();
+            differing |= length.is_some_and(|first| first != value);
+            length.get_or_insert(value);
+        } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
+            transfer_encoding = true;
+        }
+    }
+    if length.is_some() && transfer_encoding {
+        Some(Rejection::LengthAndTransferEncoding)
+    } else if differing {
+        Some(Rejection::DifferingLengths)
+    } else {
+        None
     }
 }
 
@@ -491,6 +523,37 @@ mod tests {
     }
 
     #[test]
+    fn ambiguous_body_lengths_are_rejected() {
+        let cases = [
+            (
+                post("Content-Length: 1\r\n", ENVELOPE),
+                Rejection::DifferingLengths,
+            ),
+            (
+                post("Transfer-Encoding: chunked\r\n", ENVELOPE),
+                Rejection::LengthAndTransferEncoding,
+            ),
+            (
+                "POST /blob/room HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\
+                 Content-Length: 3\r\n\r\nabc"
+                    .to_owned(),
+                Rejection::LengthAndTransferEncoding,
+            ),
+            (
+                "GET / HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 2\r\n\r\n".to_owned(),
+                Rejection::DifferingLengths,
+            ),
+        ];
+        for (request, rejection) in cases {
+            assert_eq!(
+                look(&request),
+                Inspection::Rejected(rejection),
+                "{request:?}"
+            );
+        }
+    }
+
+    #[test]
     fn other_requests_go_to_actix() {
         let too_large = format!(
             r#"{{"iv":"AA==","salt":"AA==","ct":"{}"}}"#,
@@ -514,7 +577,7 @@ mod tests {
             &post("", r#"{"iv":"AA==","salt":"AA=="}"#),
             &post("", &too_large),
             &post("Expect: 100-continue\r\n", ENVELOPE),
-            &post("Content-Length: 1\r\n", ENVELOPE),
+            &post(&format!("Content-Length: {}\r\n", ENVELOPE.len()), ENVELOPE),
             &post("", ENVELOPE).replace("POST /pub/room", "POST /pub/a.b"),
             &post("", ENVELOPE).replace("HTTP/1.1", "HTTP/1.0"),
             &post("", ENVELOPE).replace("application/json", "text/plain"),
