@@ -217,7 +217,8 @@ mod tests {
 
     use super::*;
 
-    const SJCL_ENVELOPE: &str = r#"{"iv":"tjp81jkAzUpW1bI9gLDDpg==","v":1,"iter":10000,"ks":128,"ts":64,"mode":"ccm","adata":"","cipher":"aes","salt":"Adsr7JkbK8A=","ct":"HXn3o7PVP3xPvrhAFYX+MA=="}"#;
+    /// An envelope as `sjcl.encrypt` writes it.
+    pub(super) const SJCL_ENVELOPE: &str = r#"{"iv":"tjp81jkAzUpW1bI9gLDDpg==","v":1,"iter":10000,"ks":128,"ts":64,"mode":"ccm","adata":"","cipher":"aes","salt":"Adsr7JkbK8A=","ct":"HXn3o7PVP3xPvrhAFYX+MA=="}"#;
 
     #[test]
     fn sjcl_envelope_is_accepted_compact() {
