@@ -1,12 +1,13 @@
 //! Request bodies read with timeouts, so that a client that stops sending a body in the middle
 //! cannot hold its connection, or a blob's temporary file, for longer than the timeouts allow.
 
-use std::fmt;
+use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use actix_web::error::PayloadError;
 use bytes::Bytes;
 use futures_util::Stream;
 use tokio::time::{Instant, Sleep};
@@ -82,10 +83,34 @@ impl<S> TimedBody<S> {
     }
 }
 
+/// An error of the stream inside a [`TimedBody`].
+pub trait ReadError {
+    /// Returns what went wrong and, where the client can mend it, what to send instead.
+    fn reason(&self) -> String;
+}
+
+impl ReadError for PayloadError {
+    fn reason(&self) -> String {
+        match self {
+            // actix-http's own text ends in the Debug form of an Option, such as "None".
+            PayloadError::Incomplete(_) => "the connection ended before the body did, or a \
+                chunk size was invalid; send the whole body, in valid chunks if chunked"
+                .to_owned(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl ReadError for Infallible {
+    fn reason(&self) -> String {
+        match *self {}
+    }
+}
+
 impl<S, E> Stream for TimedBody<S>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
-    E: fmt::Display,
+    E: ReadError,
 {
     type Item = Result<Bytes, BodyError>;
 
@@ -100,7 +125,7 @@ where
                 Poll::Ready(Some(Ok(chunk)))
             }
             Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(BodyError::Read {
-                reason: error.to_string(),
+                reason: error.reason(),
             }))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => {

@@ -811,6 +811,22 @@ async fn default_errors_get_one_line() {
 }
 
 #[actix_rt::test]
+async fn broken_chunked_body_is_explained() {
+    let relay = TestRelay::start(&[]).await;
+    let mut connection = Connection::open(&relay).await;
+    connection
+        .send(
+            b"POST /pub/room HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\n\
+              Transfer-Encoding: chunked\r\n\r\nZZ\r\n{}\r\n0\r\n\r\n",
+        )
+        .await;
+    let (head, body) = connection.response().await;
+    assert_eq!(head.status, "HTTP/1.1 400 Bad Request");
+    assert_one_line(&body, "a chunk size was invalid; send the whole body");
+    assert!(!body.contains("None"), "{body:?}");
+}
+
+#[actix_rt::test]
 async fn slow_request_head_times_out() {
     let relay = TestRelay::start(&[]).await;
     let mut connection = Connection::open(&relay).await;

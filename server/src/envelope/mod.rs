@@ -64,6 +64,12 @@ pub enum EnvelopeError {
          {MAX_SHORT_VALUE} bytes"
     )]
     InvalidExtraField { field: String },
+
+    #[error(
+        "the envelope's {field:?} field has an escape that is no character, such as a lone \
+         surrogate; escape only whole characters"
+    )]
+    InvalidString { field: String },
 }
 
 /// A field name, borrowed from the body unless it contains escapes.
@@ -127,6 +133,13 @@ fn check_fields(fields: &Fields<'_>) -> Result<(), EnvelopeError> {
 
     for (name, value) in fields {
         let name = name.0.as_ref();
+        // A string token that JSON's grammar allows can still hold an escape that names no
+        // character, such as a lone surrogate `\ud800`.
+        if value.get().starts_with('"') && string(value).is_none() {
+            return Err(EnvelopeError::InvalidString {
+                field: shorten(name),
+            });
+        }
         if REQUIRED_BASE64_FIELDS.contains(&name) || OPTIONAL_BASE64_FIELDS.contains(&name) {
             check_base64(name, value)?;
         } else if INTEGER_FIELDS.contains(&name) {
@@ -240,7 +253,7 @@ mod tests {
 
     #[test]
     fn malformed_envelopes_name_the_problem() {
-        let cases: [(&str, EnvelopeError); 7] = [
+        let cases: [(&str, EnvelopeError); 8] = [
             (
                 r#"{"salt":"AA==","ct":"AA=="}"#,
                 EnvelopeError::MissingField { field: "iv" },
@@ -268,6 +281,12 @@ mod tests {
             (
                 r#"{"iv":"AA==","salt":"AA==","ct":"AA==","x":{"y":1}}"#,
                 EnvelopeError::InvalidExtraField { field: "x".into() },
+            ),
+            (
+                r#"{"iv":"AA==","salt":"AA==","ct":"AA==","note":"\ud800"}"#,
+                EnvelopeError::InvalidString {
+                    field: "note".into(),
+                },
             ),
             (
                 r#"{"iv":"AA==","salt":"AA==","ct":"AA==","a":1,"b":1,"c":1,"d":1,"e":1,"f":1,"g":1,"h":1,"i":1,"j":1,"k":1,"l":1,"m":1,"n":1}"#,
