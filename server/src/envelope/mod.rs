@@ -92,8 +92,9 @@ pub fn check_and_compact(body: &[u8]) -> Result<Bytes, EnvelopeError> {
     check_and_compact_any(body)
 }
 
-/// The check of [`check_and_compact`] for any body: escaped names and strings, other numbers,
-/// repeated fields, and every invalid body with its error. It parses the body into a map.
+/// Checks and compacts any body as [`check_and_compact`] does: escaped names and strings,
+/// other numbers, repeated fields, and every invalid body with its error. It parses the body
+/// into a map.
 fn check_and_compact_any(body: &[u8]) -> Result<Bytes, EnvelopeError> {
     let fields: Fields<'_> =
         serde_json::from_slice(body).map_err(|e| EnvelopeError::NotJsonObject {
@@ -196,7 +197,7 @@ fn check_base64(field: &str, value: &RawValue) -> Result<(), EnvelopeError> {
     })
 }
 
-/// Whether `text` is base64 in the one spelling that [`BASE64`] decodes.
+/// Returns whether `text` is base64 in the one spelling that [`BASE64`] decodes.
 fn is_base64(text: &[u8]) -> bool {
     DECODED.with_borrow_mut(|decoded| {
         // Grown only when a longer text comes, rather than cleared and refilled each time.
