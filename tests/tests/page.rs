@@ -1276,6 +1276,14 @@ async fn hostile_messages_leave_page_working() {
     carol.client.clone().close().await.unwrap();
 }
 
+/// Returns how many pixels of the message list lie below its visible part.
+async fn gap_below_view(client: &Client) -> f64 {
+    let script = "const list = document.getElementById('messages'); \
+                  return list.scrollHeight - list.scrollTop - list.clientHeight;";
+    let gap = client.execute(script, vec![]).await.unwrap();
+    gap.as_f64().unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn growing_rows_keep_list_at_end() {
     let relay = Relay::start(&["--publish-rate", "1000", "--publish-burst", "1000"]).await;
@@ -1286,19 +1294,19 @@ async fn growing_rows_keep_list_at_end() {
     let password = format!("#{}", room.fragment().unwrap());
     let channel = channel_id(&password);
 
-    // Enough rows under one key to overflow the list, which follows its end.
     let mut keys = KeyCache::default();
+    let seal = |keys: &mut KeyCache, message: &Message| {
+        let plaintext = message.to_json();
+        envelope::encrypt(&password, plaintext.as_bytes(), &Params::default(), keys).unwrap()
+    };
+
+    // Enough rows under one key to overflow the list, which follows its end.
     for index in 0..30 {
-        let text = format!("filler {index} marker-2b7e");
-        let plaintext = message("m", Body::Text(text)).to_json();
-        let sealed = envelope::encrypt(
-            &password,
-            plaintext.as_bytes(),
-            &Params::default(),
-            &mut keys,
-        )
-        .unwrap();
-        assert_eq!(publish(&relay, &channel, &sealed).await, 202);
+        let filler = message("m", Body::Text(format!("filler {index} marker-2b7e")));
+        assert_eq!(
+            publish(&relay, &channel, &seal(&mut keys, &filler)).await,
+            202
+        );
     }
     wait_for_message(client, "the page", "filler 29 marker-2b7e").await;
 
@@ -1309,10 +1317,7 @@ async fn growing_rows_keep_list_at_end() {
     let sealed = hostile_envelope(&password, &plaintext, 10_000);
     assert_eq!(publish(&relay, &channel, &sealed).await, 202);
     wait_for_message(client, "the page", lines).await;
-    let script = "const list = document.getElementById('messages'); \
-                  return list.scrollHeight - list.scrollTop - list.clientHeight;";
-    let gap = client.execute(script, vec![]).await.unwrap();
-    let gap = gap.as_f64().unwrap();
+    let gap = gap_below_view(client).await;
     assert!(gap <= 1.0, "the list ends {gap} pixels below its view");
 
     // An image grows its row twice after the row is shown: when the picture is added, and
@@ -1335,21 +1340,13 @@ async fn growing_rows_keep_list_at_end() {
             height: 160,
         },
     );
-    let plaintext = announcement.to_json();
-    let sealed = envelope::encrypt(
-        &password,
-        plaintext.as_bytes(),
-        &Params::default(),
-        &mut keys,
-    )
-    .unwrap();
+    let sealed = seal(&mut keys, &announcement);
     assert_eq!(publish(&relay, &channel, &sealed).await, 202);
     eventually("the image's save link", WAIT, || async {
         (count_of(client, "#messages li.image a.save").await == 1).then_some(())
     })
     .await;
-    let gap = client.execute(script, vec![]).await.unwrap();
-    let gap = gap.as_f64().unwrap();
+    let gap = gap_below_view(client).await;
     assert!(
         gap <= 1.0,
         "after the image, the list ends {gap} pixels below its view"

@@ -298,7 +298,7 @@ fn envelope_problem(error: &EnvelopeError) -> String {
     }
 }
 
-/// Shows that an envelope `problem` (such as "could not be decrypted: ..."), in place of
+/// Shows an envelope's `problem` (such as "could not be decrypted: ..."), in place of
 /// `placeholder`. Failures that follow within [`BURST_MILLIS`] of each other update one notice
 /// with their count and the latest problem, and their placeholders go.
 fn count_failure(room: &Rc<Room>, problem: &str, placeholder: Option<&Element>) {

@@ -39,11 +39,9 @@ impl EventId {
             sequence: sequence.parse().ok()?,
         })
     }
-}
 
-impl EventId {
-    /// Returns the id as text, as `to_string` does, without the formatting machinery: the
-    /// broker makes one for every publish.
+    /// Returns the id as text, as `to_string` does. It skips the formatting machinery, because
+    /// the broker makes one for every publish.
     pub fn to_text(self) -> String {
         const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut text = String::with_capacity(MAX_EVENT_ID_LEN);

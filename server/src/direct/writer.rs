@@ -30,9 +30,8 @@ const MAX_INPUT_AFTER_HEAD: usize = 4096;
 
 /// The slices of one vectored write. Most writes carry one frame between the chunk-size line
 /// and the chunk's CRLF, and writes of up to six frames fit on the stack. Only a write of more
-/// queued frames allocates.
-/// Filling a fixed array for the largest batch instead cost about 700 instructions per
-/// write under callgrind.
+/// queued frames allocates. Filling a fixed array for the largest batch instead cost about 700
+/// instructions per write under callgrind.
 type Slices<'a> = SmallVec<[IoSlice<'a>; 8]>;
 
 /// The end of a chunked body: a chunk of length zero and no trailers.

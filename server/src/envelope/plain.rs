@@ -441,7 +441,7 @@ mod tests {
         }
     }
 
-    /// Base64 of random bytes, padded or not.
+    /// Generates base64 of random bytes, padded or not.
     fn base64_value() -> impl Strategy<Value = String> {
         (prop::collection::vec(any::<u8>(), 0..40), any::<bool>()).prop_map(|(bytes, padded)| {
             let engine = if padded { &STANDARD } else { &STANDARD_NO_PAD };
@@ -449,8 +449,8 @@ mod tests {
         })
     }
 
-    /// A string of printable ASCII, up to a few bytes past [`MAX_SHORT_VALUE`]. With `quotes`,
-    /// it may contain `"` and `\`, which end it early or start an escape.
+    /// Generates a string of printable ASCII, up to a few bytes past [`MAX_SHORT_VALUE`]. With
+    /// `quotes`, it may contain `"` and `\`, which end it early or start an escape.
     fn printable_value(quotes: bool) -> impl Strategy<Value = String> {
         prop::collection::vec(0x20u8..0x7f, 0..70).prop_map(move |mut bytes| {
             if !quotes {
@@ -460,7 +460,7 @@ mod tests {
         })
     }
 
-    /// A value token of any kind: base64, numbers, strings and a list of hard cases.
+    /// Generates a value token of any kind: base64, numbers, strings and a list of hard cases.
     fn any_value() -> impl Strategy<Value = String> {
         let hard_cases = [
             "0",
@@ -499,8 +499,9 @@ mod tests {
         ]
     }
 
-    /// A field: a known name, a random two-letter one or an unusual one, mostly with a value of
-    /// the kind its name calls for, so that many bodies are valid, and sometimes with any value.
+    /// Generates a field: a known name, a random two-letter one or an unusual one, mostly with a
+    /// value of the kind its name calls for, so that many bodies are valid, and sometimes with
+    /// any value.
     fn field() -> impl Strategy<Value = (String, String)> {
         let known = [
             "iv", "salt", "ct", "adata", "v", "iter", "ks", "ts", "mode", "cipher",
@@ -532,7 +533,7 @@ mod tests {
         })
     }
 
-    /// JSON's whitespace, and rarely a space that JSON does not allow.
+    /// Generates JSON's whitespace, and rarely a space that JSON does not allow.
     fn whitespace() -> impl Strategy<Value = &'static str> {
         prop_oneof![
             60 => prop::sample::select(&["", "", "", " ", "\n", "\t", "\r\n  "][..]),
@@ -540,8 +541,8 @@ mod tests {
         ]
     }
 
-    /// A body of the three required fields and up to fourteen others, in any order, with any
-    /// whitespace: mostly valid envelopes, many of them in the usual form.
+    /// Generates a body of the three required fields and up to fourteen others, in any order,
+    /// with any whitespace: mostly valid envelopes, many of them in the usual form.
     fn body() -> impl Strategy<Value = Vec<u8>> {
         let required = ["iv", "salt", "ct"].map(|name| {
             let value = prop_oneof![9 => base64_value(), 1 => any_value()];
@@ -572,7 +573,7 @@ mod tests {
         })
     }
 
-    /// Edits at random places: bytes that matter to JSON, or any byte.
+    /// Generates edits at random places: bytes that matter to JSON, or any byte.
     fn edits() -> impl Strategy<Value = Vec<(prop::sample::Index, u8, u8)>> {
         let byte = prop_oneof![
             prop::sample::select(&b"\"\\,:{}[] \n0-e.9ntf\x00\x80"[..]),
